@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install, ingest 1,000 ARC science questions, search, and explain the top hit as a PNG heatmap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+STORE=${SEMSEARCH_STORE:-./demo-store}
+QUERY="Which factor will most likely cause a person to develop a fever?"
+semsearch ingest samples/arc/arc-easy-train-1000.jsonl --text-field question.stem --store "$STORE"
+semsearch search "$QUERY" -k 5 --store "$STORE"
+TOP=$(semsearch search "$QUERY" -k 1 --json --store "$STORE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hits"][0]["passage_id"])')
+semsearch explain --id "$TOP" --store "$STORE" --png fever-explained.png
+echo "wrote fever-explained.png"

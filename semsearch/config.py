@@ -1,0 +1,140 @@
+"""Settings: one table, each with a default and a line of help.
+
+Precedence, highest first: a command-line option, a ``SEMSEARCH_<NAME>`` environment variable,
+the YAML file (``--config``, ``SEMSEARCH_CONFIG`` or ``./config.yaml``), then the default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting semsearch reads; field metadata holds the help line."""
+
+    store: str = field(default="./semsearch-store", metadata={"help": "store directory"})
+    model: str = field(
+        default="",
+        metadata={
+            "help": f"'{DEFAULT_MODEL}' (packaged) or a local sentence-transformers model "
+            "directory; empty means the store's model, or the packaged one for a new store"
+        },
+    )
+    device: str = field(default="auto", metadata={"help": "'auto', 'cpu' or 'cuda'"})
+    batch_size: int = field(default=32, metadata={"help": "passages per forward pass"})
+    sort_window: int = field(
+        default=16,
+        metadata={"help": "batches read ahead and sorted by length to cut padding"},
+    )
+    long_documents: str = field(
+        default="split",
+        metadata={
+            "help": "'split' a document longer than the model window into overlapping "
+            "passages, or 'truncate' it to the window (MTEB's protocol)"
+        },
+    )
+    overlap_tokens: int = field(
+        default=32, metadata={"help": "tokens shared by neighbouring passages when splitting"}
+    )
+    token_codec: str = field(
+        default="float16", metadata={"help": "how token vectors are stored: 'float16'"}
+    )
+    index: str = field(
+        default="Flat",
+        metadata={"help": "FAISS factory string for the sentence-vector index ('Flat' is exact)"},
+    )
+    query_cache: int = field(
+        default=100, metadata={"help": "recent queries whose token vectors are kept"}
+    )
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def help_table(cls) -> list[tuple[str, Any, str]]:
+        return [(f.name, f.default, f.metadata["help"]) for f in fields(cls)]
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "device": ("auto", "cpu", "cuda"),
+    "long_documents": ("split", "truncate"),
+    "token_codec": ("float16",),
+}
+POSITIVE = ("batch_size", "sort_window", "query_cache")
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = type(getattr(Settings, name))
+    if kind is int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {name} must be a whole number, not {value!r}") from None
+        if name in POSITIVE and number < 1 or number < 0:
+            raise ConfigError(f"{source}: {name} must be positive, not {number}")
+        return number
+    text = str(value)
+    if name in CHOICES and text not in CHOICES[name]:
+        raise ConfigError(
+            f"{source}: {name} must be one of {', '.join(CHOICES[name])}, not {text!r}"
+        )
+    return text
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # only needed when a file is present
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the file or pass --config") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build the settings from defaults < file < environment < overrides (``None`` = unset)."""
+    env = os.environ if environ is None else environ
+    explicit = config_path or env.get("SEMSEARCH_CONFIG")
+    path = Path(explicit) if explicit else Path("config.yaml")
+    values: dict[str, Any] = {}
+    if explicit and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; check --config or SEMSEARCH_CONFIG")
+    if path.is_file():
+        for key, value in _read_yaml(path).items():
+            if key not in Settings.names():
+                raise ConfigError(
+                    f"{path}: unknown setting {key!r}; known settings: {', '.join(Settings.names())}"
+                )
+            values[key] = _coerce(key, value, str(path))
+    for name in Settings.names():
+        env_name = f"SEMSEARCH_{name.upper()}"
+        if env.get(env_name):
+            values[name] = _coerce(name, env[env_name], env_name)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+    return replace(Settings(), **values)
+
+
+def resolve_model(settings: Settings, store_model: str | None) -> str:
+    """The model to load: the one asked for, else the store's, else the packaged default."""
+    return settings.model or store_model or DEFAULT_MODEL

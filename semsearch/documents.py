@@ -1,0 +1,288 @@
+"""Read corpora into Documents: text lines, JSONL, CSV/TSV, folders of files, standard input.
+
+Every reader yields documents lazily and raises ``InputError`` naming ``file:line`` for a record it
+cannot use. Files ending in ``.gz`` are decompressed on the fly.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .errors import InputError
+
+FORMATS = ("txt", "jsonl", "csv", "tsv")
+FOLDER_SUFFIXES = (".txt", ".md")
+AUTO_ID_FIELDS = ("id", "_id")  # used as the key when --id-field is not given
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Document:
+    """One document as read: its key is unique in a store and stable across re-ingests."""
+
+    key: str
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How records map to documents."""
+
+    text_fields: tuple[str, ...] = ("text",)
+    id_field: str | None = None
+    format: str | None = None
+
+
+def detect_format(path: Path, forced: str | None) -> str:
+    if forced:
+        if forced not in FORMATS:
+            raise InputError(f"unknown --format {forced!r}; use one of {', '.join(FORMATS)}")
+        return forced
+    name = path.name.lower().removesuffix(".gz")
+    suffix = name.rsplit(".", 1)[-1] if "." in name else ""
+    if suffix in ("txt", "md", "text"):
+        return "txt"
+    if suffix in ("jsonl", "ndjson"):
+        return "jsonl"
+    if suffix in ("csv", "tsv"):
+        return suffix
+    raise InputError(
+        f"{path}: cannot tell the format from the name; pass --format with one of {', '.join(FORMATS)}"
+    )
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    try:
+        if path.name.endswith(".gz"):
+            return gzip.open(path, "rb")  # type: ignore[return-value]
+        return open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open ({exc.strerror}); check the path") from None
+
+
+def _lines(stream: BinaryIO, where: str) -> Iterator[tuple[int, str]]:
+    """Yield (line number, decoded line without its newline); bad UTF-8 names its line."""
+    lineno = 0
+    try:
+        for raw in stream:
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise InputError(
+                    f"{where}:{lineno}: line is {len(raw):,} bytes, over the "
+                    f"{MAX_LINE_BYTES:,}-byte limit; split the record"
+                )
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{where}:{lineno}: not valid UTF-8 (byte {exc.start}); re-encode the file "
+                    "as UTF-8 (for example: iconv -f latin1 -t utf-8)"
+                ) from None
+            yield lineno, line.rstrip("\r\n")
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"{where}:{lineno + 1}: cannot read ({exc})") from None
+
+
+def _field(record: dict[str, Any], name: str) -> Any:
+    """Look up ``name`` in a record; dots reach into nested objects (``question.stem``)."""
+    if name in record:
+        return record[name]
+    value: Any = record
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(name)
+        value = value[part]
+    return value
+
+
+def _clean_text(text: str, where: str) -> str:
+    if "\x00" in text:
+        raise InputError(f"{where}: text contains a NUL byte; remove it from the input")
+    return text
+
+
+def record_to_document(
+    record: dict[str, Any], where: str, default_key: str, opts: ReadOptions
+) -> Document:
+    parts = []
+    for name in opts.text_fields:
+        try:
+            value = _field(record, name)
+        except KeyError:
+            raise InputError(
+                f"{where}: no field {name!r}; fields are {', '.join(map(str, record)) or 'none'} "
+                "(choose with --text-field)"
+            ) from None
+        if value is None:
+            value = ""
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise InputError(
+                f"{where}: field {name!r} is {type(value).__name__}, not text; "
+                "point --text-field at a text field"
+            )
+        parts.append(str(value))
+    text = _clean_text(" ".join(p for p in parts if p), where)
+    if not text.strip():
+        raise InputError(f"{where}: the text is empty; drop the record or fill in {opts.text_fields[0]!r}")
+    key = default_key
+    id_field = opts.id_field or next((n for n in AUTO_ID_FIELDS if n in record), None)
+    if id_field:
+        try:
+            raw_key = _field(record, id_field)
+        except KeyError:
+            raise InputError(
+                f"{where}: no id field {id_field!r}; fields are {', '.join(map(str, record))} "
+                "(choose with --id-field)"
+            ) from None
+        if not isinstance(raw_key, (str, int)) or isinstance(raw_key, bool) or raw_key == "":
+            raise InputError(
+                f"{where}: id field {id_field!r} must be a non-empty string or number, "
+                f"not {raw_key!r}"
+            )
+        key = str(raw_key)
+    top_text = {n.split(".")[0] for n in opts.text_fields}
+    meta = {k: v for k, v in record.items() if k not in top_text and k != id_field}
+    return Document(key=key, text=text, meta=meta, source=where)
+
+
+def _read_txt(stream: BinaryIO, label: str) -> Iterator[Document]:
+    for lineno, line in _lines(stream, label):
+        if line.strip():
+            where = f"{label}:{lineno}"
+            yield Document(key=where, text=_clean_text(line, where), source=where)
+
+
+def _read_jsonl(stream: BinaryIO, label: str, opts: ReadOptions) -> Iterator[Document]:
+    for lineno, line in _lines(stream, label):
+        if not line.strip():
+            continue
+        where = f"{label}:{lineno}"
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise InputError(f"{where}: not valid JSON ({exc}); fix or remove the line") from None
+        if not isinstance(record, dict):
+            raise InputError(
+                f"{where}: expected a JSON object, got {type(record).__name__}; "
+                "each line must be an object such as {\"text\": \"...\"}"
+            )
+        yield record_to_document(record, where, where, opts)
+
+
+def _read_delimited(stream: BinaryIO, label: str, opts: ReadOptions, delimiter: str) -> Iterator[Document]:
+    numbered = _lines(stream, label)
+    current = [0]
+
+    def text_lines() -> Iterator[str]:
+        for lineno, line in numbered:
+            current[0] = lineno
+            yield line
+
+    reader = csv.reader(text_lines(), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise InputError(f"{label}:1: cannot parse the header ({exc})") from None
+    if len(set(header)) != len(header):
+        raise InputError(f"{label}:1: the header repeats a column name; make the names unique")
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"{label}:{current[0]}: cannot parse ({exc})") from None
+        where = f"{label}:{current[0]}"
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise InputError(
+                f"{where}: {len(row)} fields where the header has {len(header)}; "
+                "quote fields that contain the delimiter"
+            )
+        yield record_to_document(dict(zip(header, row)), where, where, opts)
+
+
+def _read_stream(stream: BinaryIO, label: str, fmt: str, opts: ReadOptions) -> Iterator[Document]:
+    if fmt == "txt":
+        return _read_txt(stream, label)
+    if fmt == "jsonl":
+        return _read_jsonl(stream, label, opts)
+    return _read_delimited(stream, label, opts, "," if fmt == "csv" else "\t")
+
+
+def _read_folder(folder: Path) -> Iterator[Document]:
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(FOLDER_SUFFIXES)
+    )
+    for path in files:
+        label = str(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{label}: cannot read ({exc.strerror})") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise InputError(f"{label}:{line}: not valid UTF-8; re-encode the file as UTF-8") from None
+        if text.strip():
+            yield Document(key=label, text=_clean_text(text, label), source=label)
+
+
+def read_path(path: str, opts: ReadOptions, stdin: BinaryIO | None = None) -> Iterator[Document]:
+    """Documents from one path: a file, a folder, or ``-`` for standard input."""
+    if path == "-":
+        fmt = opts.format or "txt"
+        if fmt not in FORMATS:
+            raise InputError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
+        yield from _read_stream(stdin or _stdin(), "<stdin>", fmt, opts)
+        return
+    p = Path(os.path.normpath(path))
+    if p.is_dir():
+        yield from _read_folder(p)
+        return
+    if not p.exists():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    fmt = detect_format(p, opts.format)
+    with _open_binary(p) as stream:
+        yield from _read_stream(stream, str(p), fmt, opts)
+
+
+def _stdin() -> BinaryIO:
+    import sys
+
+    return sys.stdin.buffer
+
+
+def read_all(paths: Iterable[str], opts: ReadOptions, stdin: BinaryIO | None = None) -> Iterator[Document]:
+    for path in paths:
+        yield from read_path(path, opts, stdin)
+
+
+def spool_stdin(stdin: BinaryIO | None = None) -> io.BufferedRandom:
+    """Copy standard input to a temporary file so it can be read twice (validate, then ingest)."""
+    import shutil
+    import tempfile
+
+    spool = tempfile.TemporaryFile()
+    shutil.copyfileobj(stdin or _stdin(), spool)
+    spool.seek(0)
+    return spool  # type: ignore[return-value]

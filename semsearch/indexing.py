@@ -1,0 +1,91 @@
+"""Keep the FAISS index in step with the store: load, catch up, or rebuild without the model."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .errors import StoreError
+from .index import VectorIndex
+from .store import Store
+
+logger = logging.getLogger(__name__)
+LOCK_FILE = "write.lock"
+TRAIN_SAMPLE = 100_000
+
+
+@contextmanager
+def write_lock(directory: Path, wait: bool = False) -> Iterator[bool]:
+    """Hold the store's writer lock; yields False when another process holds it and not ``wait``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def store_factory(store: Store) -> str:
+    factory = store.meta("index_factory")
+    if factory is None:
+        raise StoreError(f"store {store.path} records no index type; run 'semsearch index build --factory Flat'")
+    return factory
+
+
+def build_index(store: Store, factory: str) -> VectorIndex:
+    """A new index of every stored sentence vector (trained first when the type needs it)."""
+    dim = int(store.meta("dim") or 0)
+    index = VectorIndex.create(factory, dim)
+    if not index.is_trained:
+        count, _ = store.passage_fingerprint()
+        step = max(1, count // TRAIN_SAMPLE)
+        sample = [v[::step] for _, v in store.iter_vectors()]
+        if not sample:
+            return index
+        index.train(np.vstack(sample))
+    for ids, vectors in store.iter_vectors():
+        index.add(ids, vectors)
+    return index
+
+
+def open_index(store: Store, save: bool = True) -> VectorIndex:
+    """The store's index, brought up to date with SQLite (saved when ``save`` and changed)."""
+    factory = store_factory(store)
+    count, top = store.passage_fingerprint()
+    index = VectorIndex.load(store.path)
+    if index is not None and index.factory == factory:
+        if index.ntotal == count and index.max_id == top:
+            return index
+        newer = store.db.execute("SELECT count(*) FROM passages WHERE id > ?", [index.max_id]).fetchone()[0]
+        if index.ntotal + newer == count and index.is_trained:
+            for ids, vectors in store.iter_vectors(after_id=index.max_id):
+                index.add(ids, vectors)
+            logger.info("index caught up with %d passages from the store", newer)
+            _save(store, index, save)
+            return index
+    logger.info("rebuilding the index from the store's sentence vectors")
+    index = build_index(store, factory)
+    _save(store, index, save)
+    return index
+
+
+def _save(store: Store, index: VectorIndex, save: bool) -> None:
+    if not save:
+        return
+    with write_lock(store.path) as held:
+        if held:
+            index.save(store.path)

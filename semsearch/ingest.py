@@ -1,0 +1,180 @@
+"""Ingest: documents → passages → one forward pass per batch → SQLite (truth) and FAISS (derived).
+
+Documents are read in chunks of about ``batch_size × sort_window`` passages; a chunk's passages
+are sorted by token count before batching (less padding), and each chunk's documents are written
+in one transaction with all their passages, so a crash never leaves half a document.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import codec as codecs
+from .config import Settings
+from .documents import Document
+from .encoder import Encoder, Span
+from .errors import InputError, ModelError, StoreError
+from .index import VectorIndex
+from .indexing import build_index, open_index
+from .store import NewPassage, Store
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did."""
+
+    documents: int
+    passages: int
+    tokens: int
+    unchanged: int
+    replaced: int
+    seconds: float
+
+
+def validate(documents: Iterable[Document]) -> int:
+    """Read every document once before anything is written; returns how many there are.
+
+    Raises the reader's ``InputError`` (file:line) or one for a key used twice.
+    """
+    seen: dict[str, str] = {}
+    count = 0
+    for doc in documents:
+        if doc.key in seen:
+            raise InputError(
+                f"{doc.source}: id {doc.key!r} is also used at {seen[doc.key]}; ids must be unique "
+                "(fix the data or choose another --id-field)"
+            )
+        seen[doc.key] = doc.source
+        count += 1
+    return count
+
+
+def store_settings(encoder: Encoder, settings: Settings) -> dict[str, str]:
+    """The meta values that every later ingest and search must agree with."""
+    return {
+        "model": encoder.name,
+        "dim": str(encoder.dim),
+        "pooling": encoder.pooling,
+        "max_tokens": str(encoder.max_tokens),
+        "token_codec": settings.token_codec,
+        "special_tokens": json.dumps({str(k): v for k, v in encoder.special_tokens.items()}),
+    }
+
+
+def prepare_store(store: Store, encoder: Encoder, settings: Settings) -> None:
+    """Record the model in a new store, or check that an existing store was built with it."""
+    wanted = store_settings(encoder, settings)
+    if store.meta("model") is None:
+        store.set_meta({**wanted, "index_factory": settings.index, "long_documents": settings.long_documents})
+        return
+    check_model(store, encoder)
+    if store.meta("token_codec") != settings.token_codec:
+        raise StoreError(
+            f"store {store.path} keeps tokens as {store.meta('token_codec')!r} but the settings ask "
+            f"for {settings.token_codec!r}; use the store's codec or a new --store"
+        )
+
+
+def check_model(store: Store, encoder: Encoder) -> None:
+    for key, value in (("model", encoder.name), ("dim", str(encoder.dim))):
+        if store.meta(key) != value:
+            raise ModelError(
+                f"store {store.path} was built with {key} {store.meta(key)!r}, but {value!r} is "
+                f"loaded; pass --model {store.meta('model')!r} or use a new --store"
+            )
+
+
+def _chunks(documents: Iterable[Document], encoder: Encoder, settings: Settings) -> Iterator[list[tuple[Document, list[Span]]]]:
+    limit = settings.batch_size * settings.sort_window
+    pending: list[Document] = []
+    chars = 0
+    for doc in documents:
+        pending.append(doc)
+        chars += len(doc.text)
+        # cheap bound before tokenising: a passage holds at most ~window*8 characters
+        if len(pending) >= limit or chars >= limit * 2000:
+            yield list(zip(pending, _split(pending, encoder, settings)))
+            pending, chars = [], 0
+    if pending:
+        yield list(zip(pending, _split(pending, encoder, settings)))
+
+
+def _split(docs: list[Document], encoder: Encoder, settings: Settings) -> list[list[Span]]:
+    truncate = settings.long_documents == "truncate"
+    return encoder.split([d.text for d in docs], settings.overlap_tokens, truncate)
+
+
+def ingest(
+    store: Store,
+    encoder: Encoder,
+    documents: Iterable[Document],
+    settings: Settings,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Encode and store ``documents``; unchanged ones (same key and text) are skipped."""
+    started = time.perf_counter()
+    prepare_store(store, encoder, settings)
+    codec = codecs.get_codec(settings.token_codec, encoder.dim)
+    index = open_index(store, save=False)
+    report = IngestReport(0, 0, 0, 0, 0, 0.0)
+    done_docs = 0
+    for chunk in _chunks(documents, encoder, settings):
+        stored = store.document_hashes([doc.key for doc, _ in chunk])
+        todo = [(doc, spans) for doc, spans in chunk if stored.get(doc.key) != doc.content_hash]
+        report.unchanged += len(chunk) - len(todo)
+        written = _encode_and_write(store, encoder, codec, index, todo, settings.batch_size)
+        report.documents += len(todo)
+        report.replaced += sum(1 for doc, _ in todo if doc.key in stored)
+        report.passages += written[0]
+        report.tokens += written[1]
+        done_docs += len(chunk)
+        if progress:
+            progress(done_docs, report.passages)
+    if not index.is_trained:
+        index = build_index(store, index.factory)
+    index.save(store.path)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _encode_and_write(
+    store: Store,
+    encoder: Encoder,
+    codec: codecs.Codec,
+    index: VectorIndex,
+    todo: list[tuple[Document, list[Span]]],
+    batch_size: int,
+) -> tuple[int, int]:
+    items = [(d, o, span) for d, (doc, spans) in enumerate(todo) for o, span in enumerate(spans)]
+    items.sort(key=lambda item: item[2].n_tokens)
+    per_doc: list[list[NewPassage | None]] = [[None] * len(spans) for _, spans in todo]
+    tokens = 0
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
+        texts = [todo[d][0].text[span.start : span.end] for d, _, span in batch]
+        for (d, o, span), enc in zip(batch, encoder.encode(texts)):
+            per_doc[d][o] = NewPassage(
+                ordinal=o,
+                char_start=span.start,
+                char_end=span.end,
+                vector=enc.vector,
+                token_ids=enc.tokens.token_ids,
+                offsets=enc.tokens.offsets,
+                token_vectors=enc.tokens.vectors,
+            )
+            tokens += len(enc.tokens.token_ids)
+    docs = [(doc, [p for p in per_doc[d] if p is not None]) for d, (doc, _) in enumerate(todo)]
+    if not docs:
+        return 0, 0
+    new_ids, replaced = store.write_documents(docs, codec)
+    index.remove(replaced)
+    if index.is_trained:  # an untrained type (IVF) is built from the store once ingest ends
+        index.add(np.asarray(new_ids, dtype=np.int64), np.vstack([p.vector for _, ps in docs for p in ps]))
+    return len(new_ids), tokens

@@ -1,0 +1,223 @@
+"""Turn results into terminal text (rich renderables), PNG bytes and JSON-ready dicts."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from .explain import Explanation, column_shares, row_shares, special_share, top_pairs, visible_columns
+from .search import Hit, SearchResult
+from .why import ExplainedHit
+
+
+def snippet(text: str, width: int = 100) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def percent(share: float) -> str:
+    return f"{100 * share:.0f}%" if abs(share) >= 0.095 else f"{100 * share:.1f}%"
+
+
+def reasons_text(pairs: list[Any]) -> str:
+    return ", ".join(f"{p.query}↔{p.doc} {percent(p.share)}" for p in pairs)
+
+
+# search ------------------------------------------------------------------------------------
+def search_table(result: SearchResult) -> Table:
+    table = Table(title=f"{result.query}", title_justify="left", show_lines=False)
+    for name, justify in (("rank", "right"), ("id", "right"), ("score", "right"), ("document", "left"), ("text", "left")):
+        table.add_column(name, justify=justify, overflow="fold" if name == "text" else "ellipsis")
+    for hit in result.hits:
+        text = snippet(hit.text)
+        if hit.reasons:
+            text += f"\n[dim]why: {reasons_text(hit.reasons)}[/dim]"
+        table.add_row(str(hit.rank), str(hit.passage_id), f"{hit.score:.4f}", hit.document_key, text)
+    return table
+
+
+def hit_dict(hit: Hit) -> dict[str, Any]:
+    data = {k: v for k, v in asdict(hit).items() if k != "reasons"}
+    if hit.reasons:
+        data["why"] = [
+            {"query": p.query, "passage": p.doc, "share": round(p.share, 6), "contribution": p.contribution}
+            for p in hit.reasons
+        ]
+    return data
+
+
+def search_dict(result: SearchResult) -> dict[str, Any]:
+    return {"query": result.query, "query_id": result.query_id, "hits": [hit_dict(h) for h in result.hits]}
+
+
+# explain -----------------------------------------------------------------------------------
+def _cell_style(value: float, scale: float) -> str:
+    """A diverging background: red for positive, blue for negative, white near zero."""
+    t = max(-1.0, min(1.0, value / scale)) if scale > 0 else 0.0
+    fade = int(255 * (1 - abs(t)))
+    r, g, b = (255, fade, fade) if t >= 0 else (fade, fade, 255)
+    fg = "black" if abs(t) < 0.6 else "white"
+    return f"{fg} on rgb({r},{g},{b})"
+
+
+def score_line(expl: Explanation) -> str:
+    parts = [f"score {expl.score:.6f} = sum of the contribution matrix"]
+    if expl.index_score is not None:
+        parts.append(f"index score {expl.index_score:.6f}")
+        parts.append(f"residual {expl.residual:+.2e}")
+    return " · ".join(parts)
+
+
+CELL = 6  # characters a heatmap column takes, padding included
+ROW_LABEL = 14
+
+
+def fitting_columns(width: int) -> int:
+    """How many heatmap columns fit a terminal ``width`` characters wide."""
+    return max(3, (width - ROW_LABEL - 2 - CELL - 1) // CELL)
+
+
+def _cell(value: float, mode: str) -> str:
+    if mode == "cosine":
+        text = f"{value:.2f}"
+        return text.replace("0.", ".", 1) if abs(value) < 1 else text
+    return f"{value:.1f}" if abs(value) < 10 else f"{value:.0f}"
+
+
+def heatmap(expl: Explanation, mode: str, max_cols: int, hide_special: bool = False) -> Group:
+    """Query units (rows) × the passage units that matter most (columns), coloured by value."""
+    cols, hidden = visible_columns(expl, max_cols, hide_special)
+    rows = [i for i in range(len(expl.query.labels)) if not (hide_special and expl.query.special[i])]
+    if mode == "contribution":
+        values = expl.contribution.astype(np.float64) / (expl.score if abs(expl.score) > 1e-12 else 1.0) * 100
+        unit = "cells: % of the score"
+    else:
+        values = expl.cosine.astype(np.float64)
+        unit = "cells: cosine of the pair"
+    shown = values[np.ix_(rows, cols)] if rows and cols else np.zeros((0, 0))
+    scale = float(np.abs(shown).max()) if shown.size else 1.0
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False, padding=(0, 1))
+    table.add_column("query", no_wrap=True, max_width=ROW_LABEL)
+    for j in cols:
+        table.add_column(expl.doc.labels[j][: CELL - 1], justify="right", no_wrap=True, min_width=CELL - 1, max_width=CELL - 1)
+    table.add_column("share", justify="right", no_wrap=True, min_width=CELL)
+    shares = row_shares(expl)
+    for r, i in enumerate(rows):
+        cells = [Text(_cell(shown[r, c], mode), style=_cell_style(shown[r, c], scale)) for c in range(len(cols))]
+        table.add_row(expl.query.labels[i][:ROW_LABEL], *cells, percent(shares[i]))
+    footer = [unit]
+    if hidden or len(cols) < len(expl.doc.labels):
+        n_hidden = len(expl.doc.labels) - len(cols)
+        footer.append(f"{n_hidden} of {len(expl.doc.labels)} passage {expl.level}s not shown hold {percent(hidden)} of the score (--max-cols)")
+    return Group(table, Text(" · ".join(footer), style="dim"))
+
+
+def highlighted(side_text: str, spans: list[tuple[int, int]], special: np.ndarray, shares: np.ndarray) -> Text:
+    """The text with each unit shaded by its share of the score."""
+    text = Text()
+    scale = float(np.abs(shares[~special]).max()) if (~special).any() else 1.0
+    at = 0
+    for (a, b), is_special, share in zip(spans, special, shares):
+        if is_special or b <= at:
+            continue
+        text.append(side_text[at:a])
+        text.append(side_text[a:b], style=_cell_style(share, scale))
+        at = b
+    text.append(side_text[at:])
+    return text
+
+
+def explanation_view(hit: ExplainedHit, mode: str, max_cols: int, top: int, hide_special: bool, width: int = 200) -> Group:
+    expl = hit.explanation
+    max_cols = min(max_cols, fitting_columns(width))
+    p = hit.passage
+    parts: list[Any] = [
+        Text(f"passage {p.id} · document {p.document_key} · passage {p.ordinal} (chars {p.char_start}–{p.char_end})", style="bold"),
+        Text(f"against {hit.query_label}"),
+        Text(score_line(expl)),
+    ]
+    parts += [Text("note: " + note, style="yellow") for note in expl.notes]
+    parts.append(heatmap(expl, mode, max_cols, hide_special))
+    pairs = top_pairs(expl, top)
+    if pairs:
+        lines = [f"  {p_.query:>14} ↔ {p_.doc:<16} {percent(p_.share):>6} of the score  (cosine {p_.cosine:.2f})" for p_ in pairs]
+        parts.append(Text("top pairs:\n" + "\n".join(lines)))
+    parts.append(Text(f"special tokens ({', '.join(sorted({l for l, s in zip(expl.query.labels + expl.doc.labels, list(expl.query.special) + list(expl.doc.special)) if s}))}) hold {percent(special_share(expl))} of the score", style="dim"))
+    parts.append(Text("passage, shaded by contribution:", style="bold"))
+    parts.append(highlighted(expl.doc.text, expl.doc.spans, expl.doc.special, column_shares(expl)))
+    parts.append(Text("query, shaded by contribution:", style="bold"))
+    parts.append(highlighted(expl.query.text, expl.query.spans, expl.query.special, row_shares(expl)))
+    return Group(*parts)
+
+
+def explanation_dict(hit: ExplainedHit, top: int = 10) -> dict[str, Any]:
+    expl = hit.explanation
+
+    def side(s: Any) -> dict[str, Any]:
+        return {"text": s.text, "labels": s.labels, "spans": [list(x) for x in s.spans], "special": [bool(x) for x in s.special]}
+
+    return {
+        "passage_id": hit.passage.id,
+        "document": hit.passage.document_key,
+        "against": hit.query_label,
+        "level": expl.level,
+        "decomposable": expl.decomposable,
+        "query": side(expl.query),
+        "passage": side(expl.doc),
+        "cosine": expl.cosine.astype(float).tolist(),
+        "contribution": expl.contribution.astype(float).tolist(),
+        "score": expl.score,
+        "sum": float(expl.contribution.astype(np.float64).sum()),
+        "index_score": expl.index_score,
+        "residual": expl.residual,
+        "special_share": special_share(expl),
+        "query_shares": row_shares(expl).tolist(),
+        "passage_shares": column_shares(expl).tolist(),
+        "top_pairs": [asdict(p) for p in top_pairs(expl, top)],
+        "notes": expl.notes,
+    }
+
+
+def explanation_png(hit: ExplainedHit, mode: str, hide_special: bool = False) -> bytes:
+    """A labelled heatmap of the full matrix; the figure grows with it so labels stay legible."""
+    import matplotlib  # ~0.5 s to import: only when a PNG is asked for
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    expl = hit.explanation
+    rows = [i for i in range(len(expl.query.labels)) if not (hide_special and expl.query.special[i])]
+    cols = [j for j in range(len(expl.doc.labels)) if not (hide_special and expl.doc.special[j])]
+    if mode == "contribution":
+        values = expl.contribution.astype(np.float64) / (expl.score if abs(expl.score) > 1e-12 else 1.0) * 100
+        label, cmap = "share of the score (%)", "RdBu_r"
+        bound = float(np.abs(values[np.ix_(rows, cols)]).max()) or 1.0
+        vmin, vmax = -bound, bound
+    else:
+        values = expl.cosine.astype(np.float64)
+        label, cmap, vmin, vmax = "cosine similarity", "viridis", None, None
+    matrix = values[np.ix_(rows, cols)]
+    width = min(max(6.0, 0.26 * len(cols) + 3.0), 120.0)
+    height = min(max(3.0, 0.3 * len(rows) + 2.2), 60.0)
+    fig, ax = plt.subplots(figsize=(width, height))
+    image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(cols)), [expl.doc.labels[j] for j in cols], rotation=90, fontsize=8)
+    ax.set_yticks(range(len(rows)), [expl.query.labels[i] for i in rows], fontsize=8)
+    ax.set_xlabel(f"passage {hit.passage.id} ({hit.passage.document_key})")
+    ax.set_ylabel("query")
+    title = f"{mode} matrix · score {expl.score:.4f}"
+    if expl.index_score is not None:
+        title += f" (index {expl.index_score:.4f})"
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label=label, fraction=0.03, pad=0.01)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=100)
+    plt.close(fig)
+    return out.getvalue()

@@ -1,0 +1,101 @@
+"""Search: encode the query, ask the index, read the hits from the store, cache the query."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import codec as codecs
+from .encoder import Encoder
+from .errors import QueryError
+from .explain import Pair, explain, top_pairs
+from .indexing import open_index
+from .ingest import check_model
+from .store import Store, TokenData
+
+
+@dataclass
+class Hit:
+    """One ranked passage."""
+
+    rank: int
+    passage_id: int
+    score: float
+    document_key: str
+    ordinal: int
+    char_start: int
+    char_end: int
+    text: str
+    meta: dict[str, object]
+    reasons: list[Pair] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    query_id: int | None
+    hits: list[Hit]
+
+
+def special_tokens(store: Store) -> dict[int, str]:
+    return {int(k): v for k, v in json.loads(store.meta("special_tokens") or "{}").items()}
+
+
+def store_codec(store: Store) -> codecs.Codec:
+    return codecs.get_codec(store.meta("token_codec") or "float16", int(store.meta("dim") or 0))
+
+
+def _hits(store: Store, scores: np.ndarray, ids: np.ndarray, k: int, exclude: int | None = None) -> list[Hit]:
+    pairs = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0 and i != exclude][:k]
+    rows = store.passages([i for i, _ in pairs])
+    hits = []
+    for pid, score in pairs:
+        row = rows.get(pid)
+        if row is None:  # deleted since the index was read
+            continue
+        hits.append(
+            Hit(len(hits) + 1, pid, score, row.document_key, row.ordinal, row.char_start, row.char_end, row.text, row.meta)
+        )
+    return hits
+
+
+def encode_query(encoder: Encoder, text: str) -> tuple[np.ndarray, TokenData]:
+    if not text.strip():
+        raise QueryError("the query is empty; give some words to search for")
+    encoded = encoder.encode([text])[0]
+    return encoded.vector, encoded.tokens
+
+
+def search(store: Store, encoder: Encoder, text: str, k: int = 10, why: int = 0, cache: int = 100) -> SearchResult:
+    """The ``k`` passages closest to ``text``; with ``why`` > 0, each hit's top word pairs."""
+    if k < 1:
+        raise QueryError(f"-k must be at least 1, not {k}")
+    check_model(store, encoder)
+    vector, tokens = encode_query(encoder, text)
+    index = open_index(store)
+    scores, ids = index.search(vector, k)
+    hits = _hits(store, scores[0], ids[0], k)
+    query_id = store.save_query(vector, tokens, cache)
+    if why:
+        add_reasons(store, tokens, hits, why)
+    return SearchResult(text, query_id, hits)
+
+
+def add_reasons(store: Store, query: TokenData, hits: list[Hit], n_pairs: int) -> None:
+    codec, specials, pooling = store_codec(store), special_tokens(store), store.meta("pooling") or "mean"
+    for hit in hits:
+        doc = store.passage_tokens(hit.passage_id, codec)
+        expl = explain(query, doc, specials, "word", hit.score, pooling)
+        hit.reasons = top_pairs(expl, n_pairs)
+
+
+def search_like(store: Store, passage_id: int, k: int = 10) -> SearchResult:
+    """Nearest neighbours of a stored passage (itself excluded), without the model."""
+    if k < 1:
+        raise QueryError(f"-k must be at least 1, not {k}")
+    vector = store.passage_vector(passage_id)
+    index = open_index(store)
+    scores, ids = index.search(vector, k + 1)
+    return SearchResult(f"like:{passage_id}", None, _hits(store, scores[0], ids[0], k, exclude=passage_id))

@@ -1,0 +1,45 @@
+"""The docs and the public surface stay honest."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import semsearch
+from semsearch.cli import app
+from tests.conftest import REPO
+
+
+def command_names() -> list[str]:
+    return [c.name or c.callback.__name__ for c in app.registered_commands]  # type: ignore[union-attr]
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    from typer.testing import CliRunner
+
+    readme = (REPO / "README.md").read_text()
+    for name in command_names():
+        result = CliRunner().invoke(app, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert "Usage" in result.stdout
+        assert f"semsearch {name}" in readme, f"README does not mention 'semsearch {name}'"
+
+
+def test_exports_match_all() -> None:
+    public = {n for n in dir(semsearch) if not n.startswith("_") and n[0].isupper() or n == "load_settings"}
+    assert public <= set(semsearch.__all__)
+    for name in semsearch.__all__:
+        assert hasattr(semsearch, name)
+
+
+def test_cli_import_stays_light() -> None:
+    code = "import sys, semsearch.cli; heavy = [m for m in ('torch', 'sentence_transformers', 'matplotlib', 'faiss') if m in sys.modules]; print(heavy)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    test_line = next(line for line in ci.splitlines() if line.startswith("bash scripts/"))
+    assert test_line in readme

@@ -1,0 +1,113 @@
+"""Store schema, migrations, codecs and the index against brute force."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semsearch.codec import Float16Codec, f32_from_bytes, f32_to_bytes
+from semsearch.config import load_settings
+from semsearch.documents import Document
+from semsearch.errors import ConfigError, StoreError
+from semsearch.index import VectorIndex
+from semsearch.indexing import build_index, open_index
+from semsearch.ingest import ingest
+from semsearch.store import SCHEMA_VERSION, Store, migrations
+
+
+def test_migrations_create_every_table_from_blank(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s", create=True) as st:
+        assert {"meta", "documents", "passages", "tokens", "queries"} <= set(st.db.table_names())
+        assert st.schema_version() == SCHEMA_VERSION == len(migrations.pending(st.db)) + SCHEMA_VERSION
+        assert st.meta("format") == "semsearch-store"
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    Store.open(tmp_path / "s", create=True).close()
+    con = sqlite3.connect(tmp_path / "s" / "semsearch.db")
+    con.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('semsearch', 'm999_future', '2030-01-01')")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="newer than this semsearch"):
+        Store.open(tmp_path / "s")
+
+
+def test_float16_codec_round_trip_and_error_bound() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 384)).astype(np.float32)
+    codec = Float16Codec(384)
+    blob = codec.encode(vectors)
+    assert len(blob) == 50 * 384 * 2
+    back = codec.decode(blob, 50)
+    assert np.abs(back - vectors).max() < 4e-3
+    with pytest.raises(StoreError, match="check --repair"):
+        codec.decode(blob[:-2], 50)
+    v = rng.normal(size=384).astype(np.float32)
+    np.testing.assert_array_equal(f32_from_bytes(f32_to_bytes(v)), v)
+
+
+def test_flat_index_matches_numpy_top_k() -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(500, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(10, 510, dtype=np.int64)
+    index = VectorIndex.create("Flat", 32)
+    index.add(ids, vectors)
+    query = vectors[7] + 0.1 * rng.normal(size=32).astype(np.float32)
+    query /= np.linalg.norm(query)
+    scores, found = index.search(query, 5)
+    brute = np.argsort(-(vectors @ query))[:5]
+    np.testing.assert_array_equal(found[0], ids[brute])
+    np.testing.assert_allclose(scores[0], (vectors @ query)[brute], atol=1e-5)
+
+
+def test_bad_factory_string_says_what_to_give() -> None:
+    with pytest.raises(ConfigError, match="valid factory string"):
+        VectorIndex.create("NotAnIndex99", 8)
+
+
+def _docs(n: int) -> list[Document]:
+    return [Document(key=f"d{i}", text=f"document {i} about topic {i % 7} and word{i}", source=f"x:{i}") for i in range(n)]
+
+
+def test_index_is_rebuilt_from_sqlite_when_deleted_or_truncated(tmp_path: Path, fake_encoder: object) -> None:
+    from tests.conftest import HashEncoder
+
+    settings = load_settings(overrides={"store": str(tmp_path / "s")})
+    with Store.open(tmp_path / "s", create=True) as st:
+        ingest(st, HashEncoder(), _docs(40), settings)
+        reference = open_index(st)
+        query = st.passage_vector(5)
+        expected = reference.search(query, 5)[1]
+    for damage in ("delete", "truncate", "sidecar"):
+        index_file = tmp_path / "s" / "index.faiss"
+        if damage == "delete":
+            index_file.unlink()
+        elif damage == "truncate":
+            index_file.write_bytes(index_file.read_bytes()[:100])
+        else:
+            (tmp_path / "s" / "index.json").write_text("{not json")
+        with Store.open(tmp_path / "s") as st:
+            index = open_index(st)
+            assert index.ntotal == 40
+            np.testing.assert_array_equal(index.search(query, 5)[1], expected)
+        assert index_file.stat().st_size > 1000
+
+
+def test_index_catches_up_with_passages_it_missed(tmp_path: Path) -> None:
+    from tests.conftest import HashEncoder
+
+    settings = load_settings(overrides={"store": str(tmp_path / "s")})
+    with Store.open(tmp_path / "s", create=True) as st:
+        ingest(st, HashEncoder(), _docs(10), settings)
+        old = VectorIndex.load(st.path)
+        assert old is not None
+        ingest(st, HashEncoder(), _docs(20), settings)
+    # put the older index back, as if a crash had happened before the newer one was saved
+    old.save(tmp_path / "s")
+    with Store.open(tmp_path / "s") as st:
+        assert open_index(st).ntotal == 20
+        assert build_index(st, "Flat").ntotal == 20
