@@ -204,11 +204,14 @@ def search(
         raise typer.BadParameter("give exactly one of QUERY, --like ID or --queries FILE")
     with _open_store(settings) as st:
         if like is not None:
-            results = [search_like(st, like, k)]
+            results = [search_like(st, like, k, settings.nprobe, settings.ef_search)]
         else:
             texts = [query] if query is not None else _read_queries(queries)
             encoder = _load_encoder(settings, st.meta("model"))
-            results = [run_search(st, encoder, t, k, why, settings.query_cache) for t in texts]
+            results = [
+                run_search(st, encoder, t, k, why, settings.query_cache, settings.nprobe, settings.ef_search)
+                for t in texts
+            ]
     if as_json:
         data = [search_dict(r) for r in results]
         out.print_json(json.dumps(data[0] if len(data) == 1 and queries is None else data, ensure_ascii=False))
@@ -328,6 +331,73 @@ def info(as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = N
     for key, value in data.items():
         shown = f"{value:,.3f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else str(value))
         out.print(f"{key:<{width}}  {shown}", highlight=False)
+
+
+# eval ----------------------------------------------------------------------------------------
+@app.command("eval")
+@reports_errors
+def eval_command(
+    queries: Annotated[Path, typer.Option("--queries", help="BEIR queries: JSONL with _id and text", show_default=False)],
+    qrels: Annotated[Path, typer.Option("--qrels", help="relevance judgements: TSV query-id, corpus-id, score (BEIR; header and CRLF accepted)", show_default=False)],
+    k: Annotated[int, typer.Option("-k", help="cut-off for nDCG and MRR")] = 10,
+    depth: Annotated[int, typer.Option("--depth", help="documents retrieved per query (MAP is computed over them)")] = 1000,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Measure retrieval quality on labelled queries: nDCG@k, MRR@k, Recall@100 and MAP.
+
+    Document ids in the judgements are the store's document keys (BEIR's _id when ingested from
+    a BEIR corpus); a document scores as its best passage. Metrics come from ir-measures.
+    """
+    from .evaluate import check_ids, evaluate, read_qrels, read_queries
+
+    _quiet_third_parties()
+    settings = _settings(config, store=store, model=model)
+    texts, judgements = read_queries(queries), read_qrels(qrels)
+    check_ids(texts, judgements, qrels, queries)
+    with _open_store(settings) as st:
+        encoder = _load_encoder(settings, st.meta("model"))
+        report = evaluate(st, encoder, texts, judgements, k, depth, settings.nprobe, settings.ef_search)
+    if as_json:
+        out.print_json(json.dumps({"queries": report.queries, "depth": report.depth, **report.measures, "missing_documents": report.missing_documents}))
+        return
+    out.print(f"{report.queries} judged queries, {report.depth} documents retrieved each")
+    for name, value in report.measures.items():
+        out.print(f"{name:<12} {100 * value:6.2f}", highlight=False)
+    for note in report.notes:
+        err.print(f"note: {note}", highlight=False)
+
+
+# index ---------------------------------------------------------------------------------------
+index_app = typer.Typer(help="Inspect or rebuild the FAISS index from the stored sentence vectors (no model needed).", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+@reports_errors
+def index_build(
+    factory: Annotated[str | None, typer.Option("--factory", help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,SQ8 [default: the store's current one]", show_default=False)] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Rebuild the index, or switch its type, from the sentence vectors kept in SQLite."""
+    import time
+
+    from .indexing import build_index, store_factory, write_lock
+
+    settings = _settings(config, store=store)
+    with _open_store(settings) as st, write_lock(st.path) as held:
+        if not held:
+            raise StoreError(f"an ingest is writing to {st.path}; build the index when it has finished")
+        chosen = factory or store_factory(st)
+        started = time.perf_counter()
+        with err.status(f"building {chosen}…"):
+            index = build_index(st, chosen)
+            index.save(st.path)
+        st.set_meta({"index_factory": chosen})
+        err.print(f"built {chosen} over {index.ntotal:,} vectors in {time.perf_counter() - started:.1f} s", highlight=False)
 
 
 def main() -> None:

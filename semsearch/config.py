@@ -51,6 +51,8 @@ class Settings:
         default="Flat",
         metadata={"help": "FAISS factory string for the sentence-vector index ('Flat' is exact)"},
     )
+    nprobe: int = field(default=16, metadata={"help": "IVF indexes: lists searched per query (recall vs speed)"})
+    ef_search: int = field(default=64, metadata={"help": "HNSW indexes: search breadth (recall vs speed)"})
     query_cache: int = field(
         default=100, metadata={"help": "recent queries whose token vectors are kept"}
     )
@@ -69,7 +71,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "long_documents": ("split", "truncate"),
     "token_codec": ("float16",),
 }
-POSITIVE = ("batch_size", "sort_window", "query_cache")
+POSITIVE = ("batch_size", "sort_window", "query_cache", "nprobe", "ef_search")
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:

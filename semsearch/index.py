@@ -57,6 +57,16 @@ class VectorIndex:
         self.factory = factory
         self.dim = dim
         self.max_id = max_id
+        self.stale = False  # set when a removal is not supported: rebuild from the store
+
+    def tune(self, nprobe: int, ef_search: int) -> None:
+        """Apply the search-time knobs that this index type has (IVF nprobe, HNSW efSearch)."""
+        space = _faiss().ParameterSpace()
+        for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
+            try:
+                space.set_index_parameter(self.index, name, value)
+            except RuntimeError:
+                pass  # this index type has no such knob
 
     @classmethod
     def create(cls, factory: str, dim: int) -> VectorIndex:
@@ -94,7 +104,10 @@ class VectorIndex:
     def remove(self, ids: Iterable[int]) -> None:
         ids = np.fromiter(ids, dtype=np.int64)
         if len(ids):
-            self.index.remove_ids(ids)
+            try:
+                self.index.remove_ids(ids)
+            except RuntimeError:  # HNSW cannot remove: the caller rebuilds from the store
+                self.stale = True
 
     def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)

@@ -62,8 +62,14 @@ def build_index(store: Store, factory: str) -> VectorIndex:
     return index
 
 
-def open_index(store: Store, save: bool = True) -> VectorIndex:
+def open_index(store: Store, save: bool = True, nprobe: int = 16, ef_search: int = 64) -> VectorIndex:
     """The store's index, brought up to date with SQLite (saved when ``save`` and changed)."""
+    index = _synced_index(store, save)
+    index.tune(nprobe, ef_search)
+    return index
+
+
+def _synced_index(store: Store, save: bool) -> VectorIndex:
     factory = store_factory(store)
     count, top = store.passage_fingerprint()
     index = VectorIndex.load(store.path)

@@ -137,7 +137,7 @@ def ingest(
         done_docs += len(chunk)
         if progress:
             progress(done_docs, report.passages)
-    if not index.is_trained:
+    if index.stale or not index.is_trained:
         index = build_index(store, index.factory)
     index.save(store.path)
     report.seconds = time.perf_counter() - started

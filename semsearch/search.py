@@ -68,13 +68,22 @@ def encode_query(encoder: Encoder, text: str) -> tuple[np.ndarray, TokenData]:
     return encoded.vector, encoded.tokens
 
 
-def search(store: Store, encoder: Encoder, text: str, k: int = 10, why: int = 0, cache: int = 100) -> SearchResult:
+def search(
+    store: Store,
+    encoder: Encoder,
+    text: str,
+    k: int = 10,
+    why: int = 0,
+    cache: int = 100,
+    nprobe: int = 16,
+    ef_search: int = 64,
+) -> SearchResult:
     """The ``k`` passages closest to ``text``; with ``why`` > 0, each hit's top word pairs."""
     if k < 1:
         raise QueryError(f"-k must be at least 1, not {k}")
     check_model(store, encoder)
     vector, tokens = encode_query(encoder, text)
-    index = open_index(store)
+    index = open_index(store, nprobe=nprobe, ef_search=ef_search)
     scores, ids = index.search(vector, k)
     hits = _hits(store, scores[0], ids[0], k)
     query_id = store.save_query(vector, tokens, cache)
@@ -91,11 +100,11 @@ def add_reasons(store: Store, query: TokenData, hits: list[Hit], n_pairs: int) -
         hit.reasons = top_pairs(expl, n_pairs)
 
 
-def search_like(store: Store, passage_id: int, k: int = 10) -> SearchResult:
+def search_like(store: Store, passage_id: int, k: int = 10, nprobe: int = 16, ef_search: int = 64) -> SearchResult:
     """Nearest neighbours of a stored passage (itself excluded), without the model."""
     if k < 1:
         raise QueryError(f"-k must be at least 1, not {k}")
     vector = store.passage_vector(passage_id)
-    index = open_index(store)
+    index = open_index(store, nprobe=nprobe, ef_search=ef_search)
     scores, ids = index.search(vector, k + 1)
     return SearchResult(f"like:{passage_id}", None, _hits(store, scores[0], ids[0], k, exclude=passage_id))

@@ -353,6 +353,22 @@ class Store:
                 found[r[0]] = PassageRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]))
         return found
 
+    def document_keys(self, passage_ids: Sequence[int]) -> dict[int, str]:
+        """The document key of each stored passage among ``passage_ids``."""
+        found: dict[int, str] = {}
+        for start in range(0, len(passage_ids), 500):
+            chunk = [int(i) for i in passage_ids[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            for pid, key in self.db.execute(
+                f"SELECT p.id, d.key FROM passages p JOIN documents d ON d.id = p.document_id WHERE p.id IN ({marks})",
+                chunk,
+            ).fetchall():
+                found[pid] = key
+        return found
+
+    def document_keys_present(self, keys: set[str]) -> set[str]:
+        return set(self.document_hashes(sorted(keys)))
+
     def passage(self, passage_id: int) -> PassageRow:
         row = self.passages([passage_id]).get(passage_id)
         if row is None:

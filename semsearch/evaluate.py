@@ -1,0 +1,162 @@
+"""Retrieval quality on labelled data: BEIR-format queries and qrels, metrics from ir-measures.
+
+A document scores as its best passage. Metrics: nDCG@k, MRR@k (RR@k), Recall@100 and MAP (AP over
+the ``depth`` documents retrieved), computed by the maintained ``ir-measures`` library.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .encoder import Encoder
+from .errors import InputError, QueryError
+from .indexing import open_index
+from .ingest import check_model
+from .store import Store
+
+
+@dataclass
+class EvalReport:
+    """Aggregate metrics over the judged queries."""
+
+    measures: dict[str, float]
+    queries: int
+    depth: int
+    missing_documents: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    """BEIR queries: one JSON object per line with ``_id`` (or ``id``) and ``text``."""
+    queries: dict[str, str] = {}
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror}); check the path") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not valid UTF-8; re-encode the file as UTF-8") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: not valid JSON ({exc}); each line must be {{\"_id\": ..., \"text\": ...}}") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{where}: expected a JSON object with _id and text")
+        qid = record.get("_id", record.get("id"))
+        text = record.get("text")
+        if qid is None or not isinstance(text, str) or not text.strip():
+            raise InputError(f"{where}: a query needs an '_id' and a non-empty 'text'")
+        queries[str(qid)] = text
+    if not queries:
+        raise InputError(f"{path}: holds no queries")
+    return queries
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """Relevance judgements: ``query-id<TAB>corpus-id<TAB>score`` (BEIR, header optional,
+    CRLF endings accepted) or TREC's ``query-id 0 corpus-id score``."""
+    qrels: dict[str, dict[str, int]] = defaultdict(dict)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror}); check the path") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not valid UTF-8") from None
+    for lineno, line in enumerate(lines, 1):
+        parts = line.strip().split()
+        if not parts:
+            continue
+        if lineno == 1 and parts[-1].lower() == "score":
+            continue  # BEIR header
+        if len(parts) == 4:
+            parts = [parts[0], parts[2], parts[3]]
+        if len(parts) != 3:
+            raise InputError(
+                f"{path}:{lineno}: expected 'query-id<TAB>corpus-id<TAB>score', got {len(parts)} fields"
+            )
+        try:
+            score = int(float(parts[2]))
+        except ValueError:
+            raise InputError(f"{path}:{lineno}: the score {parts[2]!r} is not a number") from None
+        qrels[parts[0]][parts[1]] = score
+    if not qrels:
+        raise InputError(f"{path}: holds no judgements")
+    return dict(qrels)
+
+
+def check_ids(queries: dict[str, str], qrels: dict[str, dict[str, int]], qrels_path: Path, queries_path: Path) -> None:
+    unknown = [q for q in qrels if q not in queries]
+    if unknown:
+        shown = ", ".join(repr(q) for q in unknown[:5])
+        raise InputError(
+            f"{qrels_path}: {len(unknown)} query ids are not in {queries_path} (for example {shown}); "
+            "pass the queries file that goes with these judgements"
+        )
+
+
+def run_queries(
+    store: Store,
+    encoder: Encoder,
+    texts: dict[str, str],
+    depth: int,
+    batch_size: int = 32,
+    nprobe: int = 16,
+    ef_search: int = 64,
+) -> dict[str, dict[str, float]]:
+    """Top ``depth`` documents per query, each scored by its best passage."""
+    index = open_index(store, nprobe=nprobe, ef_search=ef_search)
+    wanted = min(index.ntotal, depth * 4)
+    run: dict[str, dict[str, float]] = {}
+    ids = list(texts)
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        vectors = np.vstack([e.vector for e in encoder.encode([texts[q] for q in chunk])])
+        scores, found = index.search(vectors, wanted)
+        keys = store.document_keys([int(i) for i in np.unique(found) if i >= 0])
+        for qid, row_scores, row_ids in zip(chunk, scores, found):
+            docs: dict[str, float] = {}
+            for pid, score in zip(row_ids, row_scores):
+                key = keys.get(int(pid))
+                if key is not None and key not in docs:
+                    docs[key] = float(score)
+                    if len(docs) == depth:
+                        break
+            run[qid] = docs
+    return run
+
+
+def evaluate(
+    store: Store,
+    encoder: Encoder,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    k: int = 10,
+    depth: int = 1000,
+    nprobe: int = 16,
+    ef_search: int = 64,
+) -> EvalReport:
+    import ir_measures  # only eval needs it
+    from ir_measures import AP, R, RR, nDCG
+
+    if k < 1:
+        raise QueryError(f"-k must be at least 1, not {k}")
+    check_model(store, encoder)
+    judged = {q: queries[q] for q in qrels}
+    run = run_queries(store, encoder, judged, max(depth, k, 100), nprobe=nprobe, ef_search=ef_search)
+    stored = store.document_keys_present({d for rel in qrels.values() for d in rel})
+    missing = len({d for rel in qrels.values() for d in rel} - stored)
+    measures = [nDCG @ k, RR @ k, R @ 100, AP]
+    values = ir_measures.calc_aggregate(measures, qrels, run)
+    names = {str(nDCG @ k): f"nDCG@{k}", str(RR @ k): f"MRR@{k}", str(R @ 100): "Recall@100", str(AP): "MAP"}
+    report = EvalReport({names[str(m)]: float(values[m]) for m in measures}, len(judged), depth, missing)
+    if missing:
+        report.notes.append(f"{missing} judged documents are not in the store; they count as not retrieved")
+    return report
