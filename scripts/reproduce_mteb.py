@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from semsearch.config import load_settings  # noqa: E402
-from semsearch.documents import ReadOptions, read_path  # noqa: E402
+from semsearch.documents import ReadOptions, read_all  # noqa: E402
 from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
 from semsearch.evaluate import evaluate, read_qrels, read_queries, run_queries  # noqa: E402
 from semsearch.index import INDEX_FILE  # noqa: E402
@@ -56,7 +56,7 @@ def scifact_store(enc: SentenceTransformerEncoder, data: Path, path: Path, mode:
     settings = load_settings(overrides={"store": str(path), "long_documents": mode})
     opts = ReadOptions(text_fields=("title", "text"))
     store = Store.open(path, create=True)
-    report = ingest(store, enc, read_path(str(data / "scifact" / "corpus.jsonl.gz"), opts), settings)
+    report = ingest(store, enc, read_all([str(data / "scifact" / "corpus.jsonl.gz")], opts), settings)
     return store, report.seconds, report.passages
 
 

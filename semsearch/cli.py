@@ -99,6 +99,7 @@ def ingest(
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="passages per forward pass [default 32]", show_default=False)] = None,
     long_documents: Annotated[str | None, typer.Option("--long-documents", help="'split' long documents into overlapping passages or 'truncate' them [default split]", show_default=False)] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda [default auto]", show_default=False)] = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="'stop' at the first bad record (nothing is written), or 'skip' bad records and list them in STORE/skipped.jsonl")] = "stop",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Read documents, encode them once, and store sentence and token vectors.
@@ -113,28 +114,35 @@ def ingest(
     from .store import Store, store_exists
 
     _quiet_third_parties()
+    if on_error not in ("stop", "skip"):
+        raise typer.BadParameter(f"--on-error must be 'stop' or 'skip', not {on_error!r}")
     settings = _settings(config, store=store, model=model, batch_size=batch_size, long_documents=long_documents, device=device)
     opts = ReadOptions(text_fields=tuple(text_field or ("text",)), id_field=id_field, format=fmt)
+    skip = on_error == "skip"
     spool = spool_stdin() if "-" in paths else None
 
-    def documents() -> Any:
+    def items() -> Any:
         if spool is not None:
             spool.seek(0)
-        return read_all(paths, opts, spool)
+        return read_all(paths, opts, spool, skip=skip)
 
-    total = validate(documents())
-    store_model = None
-    if store_exists(settings.store):
-        with Store.open(settings.store) as existing:
-            store_model = existing.meta("model")
-    encoder = _load_encoder(settings, store_model)
+    checked = validate(items(), skip=skip)
     directory = Path(settings.store)
     with write_lock(directory) as held:
         if not held:
-            raise StoreError(f"another 'semsearch ingest' is writing to {directory}; wait for it to finish")
-        with Store.open(directory, create=True) as st, _progress(total, quiet) as progress:
-            report = run_ingest(st, encoder, documents(), settings, progress)
+            raise StoreError(f"another semsearch process is writing to {directory}; wait for it to finish")
+        store_model = None
+        if store_exists(directory):
+            with Store.open(directory) as existing:
+                store_model = existing.meta("model")
+        encoder = _load_encoder(settings, store_model)
+        with Store.open(directory, create=True) as st, _progress(checked.documents, quiet) as progress:
+            report = run_ingest(st, encoder, checked.keep(items()), settings, progress)
             size = st.file_bytes()
+        if checked.rejected:
+            skipped = directory / "skipped.jsonl"
+            skipped.write_text("".join(json.dumps({"source": r.source, "error": r.message}) + "\n" for r in checked.rejected))
+            err.print(f"skipped {len(checked.rejected):,} bad records, listed in {skipped}", highlight=False)
     rate = report.passages / report.seconds if report.seconds else 0.0
     err.print(
         f"Ingested {report.documents:,} documents ({report.passages:,} passages, {report.tokens:,} tokens) "
@@ -187,6 +195,7 @@ def search(
     like: Annotated[int | None, typer.Option("--like", help="find the neighbours of this stored passage id instead (no model needed)", show_default=False)] = None,
     queries: Annotated[Path | None, typer.Option("--queries", help="a file of queries, one per line ('-' for stdin), answered with one model load", show_default=False)] = None,
     why: Annotated[int, typer.Option("--why", help="add each hit's top N matched word pairs with their share of the score", show_default=False)] = 0,
+    where: Annotated[list[str] | None, typer.Option("--where", help="keep hits whose document metadata has FIELD=VALUE; repeat to require several", show_default=False)] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
@@ -202,14 +211,15 @@ def search(
     given = sum(x is not None for x in (query, like, queries))
     if given != 1:
         raise typer.BadParameter("give exactly one of QUERY, --like ID or --queries FILE")
+    filters = [_parse_where(w) for w in where or []]
     with _open_store(settings) as st:
         if like is not None:
-            results = [search_like(st, like, k, settings.nprobe, settings.ef_search)]
+            results = [search_like(st, like, k, settings.nprobe, settings.ef_search, filters)]
         else:
             texts = [query] if query is not None else _read_queries(queries)
             encoder = _load_encoder(settings, st.meta("model"))
             results = [
-                run_search(st, encoder, t, k, why, settings.query_cache, settings.nprobe, settings.ef_search)
+                run_search(st, encoder, t, k, why, settings.query_cache, settings.nprobe, settings.ef_search, filters)
                 for t in texts
             ]
     if as_json:
@@ -220,6 +230,13 @@ def search(
         out.print(search_table(result))
         if result.query_id is not None:
             out.print(f"[dim]explain a hit: semsearch explain --id ID  (query {result.query_id} is cached)[/dim]")
+
+
+def _parse_where(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise typer.BadParameter(f"--where takes FIELD=VALUE, not {text!r}")
+    return name.strip(), value
 
 
 def _read_queries(path: Path | None) -> list[str]:
@@ -398,6 +415,65 @@ def index_build(
             index.save(st.path)
         st.set_meta({"index_factory": chosen})
         err.print(f"built {chosen} over {index.ntotal:,} vectors in {time.perf_counter() - started:.1f} s", highlight=False)
+
+
+# check and delete ----------------------------------------------------------------------------
+@app.command()
+@reports_errors
+def check(
+    repair: Annotated[bool, typer.Option("--repair", help="rebuild the index and remove damaged documents (ingest them again)")] = False,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Verify a store: schema, counts, index ↔ passages, token blobs, unit vectors (no model needed).
+
+    Exits 1 when problems remain.
+    """
+    from .indexing import write_lock
+    from .maintenance import check_store
+
+    settings = _settings(config, store=store)
+    with _open_store(settings) as st, write_lock(st.path) as held:
+        if repair and not held:
+            raise StoreError(f"another semsearch process is writing to {st.path}; repair when it has finished")
+        report = check_store(st, repair=repair)
+        if repair and report.problems:
+            repaired = report.repaired
+            report = check_store(st)  # what is left after the repair
+            report.repaired = repaired
+    problems = [{"problem": p.what, "fix": p.fix} for p in report.problems]
+    if as_json:
+        out.print_json(json.dumps({"ok": report.ok, "counts": report.counts, "problems": problems, "repaired": report.repaired}))
+    else:
+        for line in report.repaired:
+            out.print(f"repaired: {line}", highlight=False)
+        for p in report.problems:
+            out.print(f"problem: {p.what} — fix: {p.fix}", highlight=False)
+        c = report.counts
+        state = "ok" if report.ok else f"{len(report.problems)} problems"
+        out.print(f"{state}: {c['documents']:,} documents, {c['passages']:,} passages, {c['tokens']:,} tokens", highlight=False)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@reports_errors
+def delete(
+    doc: Annotated[list[str], typer.Option("--doc", help="key of a document to remove; repeat for several", show_default=False)],
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Remove documents with their passages, token vectors and index entries."""
+    from .indexing import write_lock
+    from .maintenance import delete_documents
+
+    settings = _settings(config, store=store)
+    with _open_store(settings) as st, write_lock(st.path) as held:
+        if not held:
+            raise StoreError(f"another semsearch process is writing to {st.path}; wait for it to finish")
+        removed = delete_documents(st, doc)
+    err.print(f"deleted {len(set(doc)):,} documents ({removed:,} passages)", highlight=False)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Read corpora into Documents: text lines, JSONL, CSV/TSV, folders of files, standard input.
 
-Every reader yields documents lazily and raises ``InputError`` naming ``file:line`` for a record it
-cannot use. Files ending in ``.gz`` are decompressed on the fly.
+Readers yield documents lazily. A record that cannot be used becomes a ``Rejected`` item naming
+``file:line``; ``read_all`` raises it as an ``InputError`` unless told to skip. A file that cannot be
+read at all raises at once. Files ending in ``.gz`` are decompressed on the fly.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ class Document:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """A record that could not be used, with where it is and why."""
+
+    source: str
+    message: str
+
+
+Item = Document | Rejected
+
+
+@dataclass(frozen=True)
 class ReadOptions:
     """How records map to documents."""
 
@@ -75,24 +87,27 @@ def _open_binary(path: Path) -> BinaryIO:
         raise InputError(f"{path}: cannot open ({exc.strerror}); check the path") from None
 
 
-def _lines(stream: BinaryIO, where: str) -> Iterator[tuple[int, str]]:
-    """Yield (line number, decoded line without its newline); bad UTF-8 names its line."""
+def _lines(stream: BinaryIO, where: str) -> Iterator[tuple[int, str | Rejected]]:
+    """Yield (line number, decoded line without its newline, or why it cannot be decoded)."""
     lineno = 0
     try:
         for raw in stream:
             lineno += 1
             if len(raw) > MAX_LINE_BYTES:
-                raise InputError(
-                    f"{where}:{lineno}: line is {len(raw):,} bytes, over the "
-                    f"{MAX_LINE_BYTES:,}-byte limit; split the record"
+                yield lineno, Rejected(
+                    f"{where}:{lineno}",
+                    f"line is {len(raw):,} bytes, over the {MAX_LINE_BYTES:,}-byte limit; split the record",
                 )
+                continue
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"{where}:{lineno}: not valid UTF-8 (byte {exc.start}); re-encode the file "
-                    "as UTF-8 (for example: iconv -f latin1 -t utf-8)"
-                ) from None
+                yield lineno, Rejected(
+                    f"{where}:{lineno}",
+                    f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8 "
+                    "(for example: iconv -f latin1 -t utf-8)",
+                )
+                continue
             yield lineno, line.rstrip("\r\n")
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"{where}:{lineno + 1}: cannot read ({exc})") from None
@@ -160,37 +175,59 @@ def record_to_document(
     return Document(key=key, text=text, meta=meta, source=where)
 
 
-def _read_txt(stream: BinaryIO, label: str) -> Iterator[Document]:
+def _rejecting(where: str, make: Any) -> Item:
+    """Run ``make()``; an InputError it raises becomes a Rejected item."""
+    try:
+        return make()  # type: ignore[no-any-return]
+    except InputError as exc:
+        prefix = where + ": "
+        message = str(exc)
+        return Rejected(where, message[len(prefix) :] if message.startswith(prefix) else message)
+
+
+def _read_txt(stream: BinaryIO, label: str) -> Iterator[Item]:
     for lineno, line in _lines(stream, label):
-        if line.strip():
+        if isinstance(line, Rejected):
+            yield line
+        elif line.strip():
             where = f"{label}:{lineno}"
-            yield Document(key=where, text=_clean_text(line, where), source=where)
+            yield _rejecting(where, lambda: Document(key=where, text=_clean_text(line, where), source=where))
 
 
-def _read_jsonl(stream: BinaryIO, label: str, opts: ReadOptions) -> Iterator[Document]:
+def _parse_json_record(line: str, where: str, opts: ReadOptions) -> Document:
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InputError(f"{where}: not valid JSON ({detail}); fix or remove the line") from None
+    if not isinstance(record, dict):
+        raise InputError(
+            f"{where}: expected a JSON object, got {type(record).__name__}; "
+            "each line must be an object such as {\"text\": \"...\"}"
+        )
+    return record_to_document(record, where, where, opts)
+
+
+def _read_jsonl(stream: BinaryIO, label: str, opts: ReadOptions) -> Iterator[Item]:
     for lineno, line in _lines(stream, label):
-        if not line.strip():
-            continue
-        where = f"{label}:{lineno}"
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise InputError(f"{where}: not valid JSON ({exc}); fix or remove the line") from None
-        if not isinstance(record, dict):
-            raise InputError(
-                f"{where}: expected a JSON object, got {type(record).__name__}; "
-                "each line must be an object such as {\"text\": \"...\"}"
-            )
-        yield record_to_document(record, where, where, opts)
+        if isinstance(line, Rejected):
+            yield line
+        elif line.strip():
+            where = f"{label}:{lineno}"
+            yield _rejecting(where, lambda: _parse_json_record(line, where, opts))
 
 
-def _read_delimited(stream: BinaryIO, label: str, opts: ReadOptions, delimiter: str) -> Iterator[Document]:
+def _read_delimited(stream: BinaryIO, label: str, opts: ReadOptions, delimiter: str) -> Iterator[Item]:
     numbered = _lines(stream, label)
     current = [0]
+    pending: list[Rejected] = []
 
     def text_lines() -> Iterator[str]:
         for lineno, line in numbered:
             current[0] = lineno
+            if isinstance(line, Rejected):
+                pending.append(line)
+                continue
             yield line
 
     reader = csv.reader(text_lines(), delimiter=delimiter)
@@ -200,27 +237,36 @@ def _read_delimited(stream: BinaryIO, label: str, opts: ReadOptions, delimiter: 
         return
     except csv.Error as exc:
         raise InputError(f"{label}:1: cannot parse the header ({exc})") from None
+    if pending:
+        raise InputError(f"{pending[0].source}: {pending[0].message}")
     if len(set(header)) != len(header):
         raise InputError(f"{label}:1: the header repeats a column name; make the names unique")
     while True:
         try:
-            row = next(reader)
+            row: list[str] | None = next(reader)
         except StopIteration:
+            yield from pending
             return
         except csv.Error as exc:
-            raise InputError(f"{label}:{current[0]}: cannot parse ({exc})") from None
+            row = None
+            pending.append(Rejected(f"{label}:{current[0]}", f"cannot parse ({exc})"))
+        yield from pending
+        pending.clear()
+        if row is None:
+            continue
         where = f"{label}:{current[0]}"
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            raise InputError(
-                f"{where}: {len(row)} fields where the header has {len(header)}; "
-                "quote fields that contain the delimiter"
+            yield Rejected(
+                where,
+                f"{len(row)} fields where the header has {len(header)}; quote fields that contain the delimiter",
             )
-        yield record_to_document(dict(zip(header, row)), where, where, opts)
+            continue
+        yield _rejecting(where, lambda: record_to_document(dict(zip(header, row)), where, where, opts))
 
 
-def _read_stream(stream: BinaryIO, label: str, fmt: str, opts: ReadOptions) -> Iterator[Document]:
+def _read_stream(stream: BinaryIO, label: str, fmt: str, opts: ReadOptions) -> Iterator[Item]:
     if fmt == "txt":
         return _read_txt(stream, label)
     if fmt == "jsonl":
@@ -228,7 +274,7 @@ def _read_stream(stream: BinaryIO, label: str, fmt: str, opts: ReadOptions) -> I
     return _read_delimited(stream, label, opts, "," if fmt == "csv" else "\t")
 
 
-def _read_folder(folder: Path) -> Iterator[Document]:
+def _read_folder(folder: Path) -> Iterator[Item]:
     files = sorted(
         p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(FOLDER_SUFFIXES)
     )
@@ -242,12 +288,13 @@ def _read_folder(folder: Path) -> Iterator[Document]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
-            raise InputError(f"{label}:{line}: not valid UTF-8; re-encode the file as UTF-8") from None
+            yield Rejected(f"{label}:{line}", "not valid UTF-8; re-encode the file as UTF-8")
+            continue
         if text.strip():
-            yield Document(key=label, text=_clean_text(text, label), source=label)
+            yield _rejecting(label, lambda: Document(key=label, text=_clean_text(text, label), source=label))
 
 
-def read_path(path: str, opts: ReadOptions, stdin: BinaryIO | None = None) -> Iterator[Document]:
+def read_path(path: str, opts: ReadOptions, stdin: BinaryIO | None = None) -> Iterator[Item]:
     """Documents from one path: a file, a folder, or ``-`` for standard input."""
     if path == "-":
         fmt = opts.format or "txt"
@@ -272,9 +319,15 @@ def _stdin() -> BinaryIO:
     return sys.stdin.buffer
 
 
-def read_all(paths: Iterable[str], opts: ReadOptions, stdin: BinaryIO | None = None) -> Iterator[Document]:
+def read_all(
+    paths: Iterable[str], opts: ReadOptions, stdin: BinaryIO | None = None, skip: bool = False
+) -> Iterator[Item]:
+    """Every document under ``paths``; a rejected record raises, or is passed on when ``skip``."""
     for path in paths:
-        yield from read_path(path, opts, stdin)
+        for item in read_path(path, opts, stdin):
+            if isinstance(item, Rejected) and not skip:
+                raise InputError(f"{item.source}: {item.message}")
+            yield item
 
 
 def spool_stdin(stdin: BinaryIO | None = None) -> io.BufferedRandom:

@@ -109,10 +109,35 @@ class VectorIndex:
             except RuntimeError:  # HNSW cannot remove: the caller rebuilds from the store
                 self.stale = True
 
-    def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    def ids(self) -> NDArray[np.int64]:
+        """Every id the index holds (sorted)."""
+        faiss = _faiss()
+        index = faiss.downcast_index(self.index)
+        if hasattr(index, "id_map"):
+            return np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
+        invlists = faiss.extract_index_ivf(index).invlists
+        parts = [
+            faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+            for i in range(invlists.nlist)
+            if invlists.list_size(i)
+        ]
+        return np.sort(np.concatenate(parts).astype(np.int64)) if parts else np.zeros(0, np.int64)
+
+    def search(
+        self, queries: NDArray[np.float32], k: int, allowed: NDArray[np.int64] | None = None
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top ``k`` (scores, ids) per query row; ``allowed`` restricts the ids considered."""
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        scores, ids = self.index.search(q, k)
-        return scores, ids
+        if allowed is None:
+            return self.index.search(q, k)  # type: ignore[no-any-return]
+        faiss = _faiss()
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        inner = faiss.downcast_index(self.index)
+        if isinstance(inner, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        return self.index.search(q, k, params=params)  # type: ignore[no-any-return]
 
     def save(self, directory: Path) -> None:
         faiss = _faiss()

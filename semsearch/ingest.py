@@ -16,7 +16,7 @@ import numpy as np
 
 from . import codec as codecs
 from .config import Settings
-from .documents import Document
+from .documents import Document, Item, Rejected
 from .encoder import Encoder, Span
 from .errors import InputError, ModelError, StoreError
 from .index import VectorIndex
@@ -38,22 +38,45 @@ class IngestReport:
     seconds: float
 
 
-def validate(documents: Iterable[Document]) -> int:
-    """Read every document once before anything is written; returns how many there are.
+@dataclass
+class Validation:
+    """What a read-through of the input found, before anything is written."""
 
-    Raises the reader's ``InputError`` (file:line) or one for a key used twice.
+    documents: int
+    rejected: list[Rejected]
+
+    def keep(self, items: Iterable[Item]) -> Iterator[Document]:
+        """The documents of a second read that were not rejected the first time."""
+        dropped = {r.source for r in self.rejected}
+        return (i for i in items if isinstance(i, Document) and i.source not in dropped)
+
+
+def validate(items: Iterable[Item], skip: bool = False) -> Validation:
+    """Read every record once before anything is written.
+
+    Raises ``InputError`` (file:line) for a bad record or a key used twice, unless ``skip``, which
+    collects them instead (the first use of a key wins).
     """
     seen: dict[str, str] = {}
+    rejected: list[Rejected] = []
     count = 0
-    for doc in documents:
-        if doc.key in seen:
-            raise InputError(
-                f"{doc.source}: id {doc.key!r} is also used at {seen[doc.key]}; ids must be unique "
-                "(fix the data or choose another --id-field)"
+    for item in items:
+        if isinstance(item, Rejected):
+            rejected.append(item)
+            continue
+        if item.key in seen:
+            problem = Rejected(
+                item.source,
+                f"id {item.key!r} is also used at {seen[item.key]}; ids must be unique "
+                "(fix the data or choose another --id-field)",
             )
-        seen[doc.key] = doc.source
+            if not skip:
+                raise InputError(f"{problem.source}: {problem.message}")
+            rejected.append(problem)
+            continue
+        seen[item.key] = item.source
         count += 1
-    return count
+    return Validation(count, rejected)
 
 
 def store_settings(encoder: Encoder, settings: Settings) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +12,7 @@ from . import codec as codecs
 from .encoder import Encoder
 from .errors import QueryError
 from .explain import Pair, explain, top_pairs
+from .index import VectorIndex
 from .indexing import open_index
 from .ingest import check_model
 from .store import Store, TokenData
@@ -47,6 +49,31 @@ def store_codec(store: Store) -> codecs.Codec:
     return codecs.get_codec(store.meta("token_codec") or "float16", int(store.meta("dim") or 0))
 
 
+BRUTE_FORCE_LIMIT = 20_000  # filtered searches over fewer passages are scored exactly from SQLite
+
+
+def _ranked(
+    store: Store,
+    index: VectorIndex,
+    vector: np.ndarray,
+    k: int,
+    where: Sequence[tuple[str, str]] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, ids); with ``where``, only passages whose metadata match (still k if k match)."""
+    if not where:
+        scores, ids = index.search(vector, k)
+        return scores[0], ids[0]
+    allowed = store.passage_ids_where(where)
+    if len(allowed) > BRUTE_FORCE_LIMIT:
+        scores, ids = index.search(vector, k, allowed)
+        if int((ids[0] >= 0).sum()) >= min(k, len(allowed)):
+            return scores[0], ids[0]
+    found, vectors = store.vectors_for(allowed)
+    scores = vectors @ vector.astype(np.float32)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return scores[order], found[order]
+
+
 def _hits(store: Store, scores: np.ndarray, ids: np.ndarray, k: int, exclude: int | None = None) -> list[Hit]:
     pairs = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0 and i != exclude][:k]
     rows = store.passages([i for i, _ in pairs])
@@ -77,15 +104,19 @@ def search(
     cache: int = 100,
     nprobe: int = 16,
     ef_search: int = 64,
+    where: Sequence[tuple[str, str]] = (),
 ) -> SearchResult:
-    """The ``k`` passages closest to ``text``; with ``why`` > 0, each hit's top word pairs."""
+    """The ``k`` passages closest to ``text``; with ``why`` > 0, each hit's top word pairs.
+
+    ``where`` keeps passages whose document metadata has ``field == value`` for every pair.
+    """
     if k < 1:
         raise QueryError(f"-k must be at least 1, not {k}")
     check_model(store, encoder)
     vector, tokens = encode_query(encoder, text)
     index = open_index(store, nprobe=nprobe, ef_search=ef_search)
-    scores, ids = index.search(vector, k)
-    hits = _hits(store, scores[0], ids[0], k)
+    scores, ids = _ranked(store, index, vector, k, where)
+    hits = _hits(store, scores, ids, k)
     query_id = store.save_query(vector, tokens, cache)
     if why:
         add_reasons(store, tokens, hits, why)
@@ -100,11 +131,18 @@ def add_reasons(store: Store, query: TokenData, hits: list[Hit], n_pairs: int) -
         hit.reasons = top_pairs(expl, n_pairs)
 
 
-def search_like(store: Store, passage_id: int, k: int = 10, nprobe: int = 16, ef_search: int = 64) -> SearchResult:
+def search_like(
+    store: Store,
+    passage_id: int,
+    k: int = 10,
+    nprobe: int = 16,
+    ef_search: int = 64,
+    where: Sequence[tuple[str, str]] = (),
+) -> SearchResult:
     """Nearest neighbours of a stored passage (itself excluded), without the model."""
     if k < 1:
         raise QueryError(f"-k must be at least 1, not {k}")
     vector = store.passage_vector(passage_id)
     index = open_index(store, nprobe=nprobe, ef_search=ef_search)
-    scores, ids = index.search(vector, k + 1)
-    return SearchResult(f"like:{passage_id}", None, _hits(store, scores[0], ids[0], k, exclude=passage_id))
+    scores, ids = _ranked(store, index, vector, k + 1, where)
+    return SearchResult(f"like:{passage_id}", None, _hits(store, scores, ids, k, exclude=passage_id))

@@ -10,6 +10,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,13 @@ def m001_create_tables(db: sqlite_utils.Database) -> None:
     )
 
 
-SCHEMA_VERSION = 1  # the number of migrations above
+@migrations()
+def m002_add_document_ingested_at(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE documents ADD COLUMN ingested_at REAL")
+    db.execute("UPDATE documents SET ingested_at = ? WHERE ingested_at IS NULL", [time.time()])
+
+
+SCHEMA_VERSION = 2  # the number of migrations above
 
 
 @dataclass
@@ -178,6 +185,24 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """A write transaction taken up front (BEGIN IMMEDIATE), so a concurrent writer makes
+        this one wait for the busy timeout instead of failing when a read would turn into a write."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     def __enter__(self) -> Store:
         return self
 
@@ -251,7 +276,8 @@ class Store:
         key is replaced. Returns (new passage ids, replaced passage ids).
         """
         new_ids: list[int] = []
-        with self.db.atomic():
+        now = time.time()
+        with self.writing():
             replaced = self.delete_documents([doc.key for doc, _ in docs])
             doc_id = self._next_id("documents")
             passage_id = self._next_id("passages")
@@ -265,6 +291,7 @@ class Store:
                         "text": doc.text,
                         "meta": json.dumps(doc.meta, ensure_ascii=False),
                         "content_hash": doc.content_hash,
+                        "ingested_at": now,
                     }
                 )
                 for p in passages:
@@ -304,6 +331,40 @@ class Store:
     def token_bytes(self) -> int:
         return self.db.execute("SELECT coalesce(sum(length(codes)), 0) FROM tokens").fetchone()[0]
 
+    def all_passage_ids(self) -> NDArray[np.int64]:
+        rows = self.db.execute("SELECT id FROM passages ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def passage_ids_where(self, filters: Sequence[tuple[str, str]]) -> NDArray[np.int64]:
+        """Passages whose document metadata has ``field == value`` for every filter (as text)."""
+        clauses, params = [], []
+        for name, value in filters:
+            clauses.append("CAST(json_extract(d.meta, ?) AS TEXT) = ?")
+            params += ["$." + ".".join(f'"{part}"' for part in name.split(".")), value]
+        try:
+            rows = self.db.execute(
+                "SELECT p.id FROM passages p JOIN documents d ON d.id = p.document_id WHERE "
+                + " AND ".join(clauses),
+                params,
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot filter on {[n for n, _ in filters]}: {exc}; use plain field names") from None
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def iter_tokens(self, batch: int = 1000) -> Iterator[tuple[int, int, bytes, bytes, bytes]]:
+        """(passage id, n, token ids, offsets, codes) of every stored passage, in id order."""
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT passage_id, n, token_ids, offsets, codes FROM tokens WHERE passage_id > ? "
+                "ORDER BY passage_id LIMIT ?",
+                [last, batch],
+            ).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+
     def passage_fingerprint(self) -> tuple[int, int]:
         """(count, max id) of the stored passages: what a synced index must hold."""
         count, top = self.db.execute("SELECT count(*), coalesce(max(id), 0) FROM passages").fetchone()
@@ -324,6 +385,19 @@ class Store:
             vectors = np.vstack([codecs.f32_from_bytes(r[1]) for r in rows])
             yield ids, vectors
             last = int(ids[-1])
+
+    def vectors_for(self, ids: Sequence[int]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """(ids found, their sentence vectors) for the given passage ids."""
+        found, vectors = [], []
+        for start in range(0, len(ids), 500):
+            chunk = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            for pid, blob in self.db.execute(f"SELECT id, vector FROM passages WHERE id IN ({marks})", chunk):
+                found.append(pid)
+                vectors.append(codecs.f32_from_bytes(blob))
+        if not found:
+            return np.zeros(0, np.int64), np.zeros((0, int(self.meta("dim") or 0)), np.float32)
+        return np.array(found, dtype=np.int64), np.vstack(vectors)
 
     def passage_vector(self, passage_id: int) -> NDArray[np.float32]:
         row = self.db.execute("SELECT vector FROM passages WHERE id = ?", [passage_id]).fetchone()
@@ -391,7 +465,7 @@ class Store:
 
     # query cache ---------------------------------------------------------------------------
     def save_query(self, vector: NDArray[np.float32], tokens: TokenData, keep: int) -> int:
-        with self.db.atomic():
+        with self.writing():
             qid = self._next_id("queries")
             self.db["queries"].insert(
                 {
