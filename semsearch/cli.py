@@ -202,6 +202,7 @@ def search(
     model: ModelOpt = None,
 ) -> None:
     """Rank stored passages by cosine similarity to QUERY; the query's tokens are cached for explain."""
+    from .indexing import IndexOptions
     from .render import search_dict, search_table
     from .search import search as run_search
     from .search import search_like
@@ -214,12 +215,12 @@ def search(
     filters = [_parse_where(w) for w in where or []]
     with _open_store(settings) as st:
         if like is not None:
-            results = [search_like(st, like, k, settings.nprobe, settings.ef_search, filters)]
+            results = [search_like(st, like, k, IndexOptions.from_settings(settings), filters)]
         else:
             texts = [query] if query is not None else _read_queries(queries)
             encoder = _load_encoder(settings, st.meta("model"))
             results = [
-                run_search(st, encoder, t, k, why, settings.query_cache, settings.nprobe, settings.ef_search, filters)
+                run_search(st, encoder, t, k, why, settings.query_cache, IndexOptions.from_settings(settings), filters)
                 for t in texts
             ]
     if as_json:
@@ -369,6 +370,7 @@ def eval_command(
     a BEIR corpus); a document scores as its best passage. Metrics come from ir-measures.
     """
     from .evaluate import check_ids, evaluate, read_qrels, read_queries
+    from .indexing import IndexOptions
 
     _quiet_third_parties()
     settings = _settings(config, store=store, model=model)
@@ -376,7 +378,7 @@ def eval_command(
     check_ids(texts, judgements, qrels, queries)
     with _open_store(settings) as st:
         encoder = _load_encoder(settings, st.meta("model"))
-        report = evaluate(st, encoder, texts, judgements, k, depth, settings.nprobe, settings.ef_search)
+        report = evaluate(st, encoder, texts, judgements, k, depth, IndexOptions.from_settings(settings))
     if as_json:
         out.print_json(json.dumps({"queries": report.queries, "depth": report.depth, **report.measures, "missing_documents": report.missing_documents}))
         return

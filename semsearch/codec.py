@@ -1,12 +1,17 @@
 """The one place where arrays become bytes and back (explicit little-endian dtypes).
 
-A token codec turns a passage's (n, dim) float32 token matrix into one blob. ``float16`` is exact
-enough for explanations (the score sum moves by ~1e-5); codecs are named in the store's meta.
+A token codec turns a passage's (n, dim) float32 token matrix into one blob:
+
+- ``float16`` (default): 2 bytes a dimension, no training; moves the score sum by ~1e-5.
+- any FAISS standalone codec by its factory string — ``SQ8`` (1 byte a dimension), ``SQ4``,
+  ``PQ64`` (64 bytes a token)… — through ``index_factory`` + ``sa_encode``/``sa_decode``. These are
+  trained once on a sample of token vectors; the trained codec is serialised into the store.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +21,7 @@ from .errors import ConfigError, StoreError
 F32 = np.dtype("<f4")
 F16 = np.dtype("<f2")
 I32 = np.dtype("<i4")
+TRAIN_TOKENS = 65_536  # token vectors a trained codec learns from
 
 
 def f32_to_bytes(vector: NDArray[np.float32]) -> bytes:
@@ -35,12 +41,37 @@ def ints_from_bytes(blob: bytes, columns: int = 1) -> NDArray[np.int32]:
     return values.reshape(-1, columns) if columns > 1 else values
 
 
+class Codec(Protocol):
+    """Token vectors ↔ one blob per passage."""
+
+    name: str
+    dim: int
+
+    @property
+    def needs_training(self) -> bool: ...
+
+    def bytes_per_token(self) -> float: ...
+
+    def encode(self, vectors: NDArray[np.float32]) -> bytes: ...
+
+    def decode(self, blob: bytes, n: int) -> NDArray[np.float32]: ...
+
+
+def _check_size(blob: bytes, n: int, per_token: int) -> None:
+    if len(blob) != n * per_token:
+        raise StoreError(
+            f"token blob holds {len(blob)} bytes, expected {n * per_token} for {n} tokens; "
+            "run 'semsearch check --repair'"
+        )
+
+
 @dataclass(frozen=True)
 class Float16Codec:
     """Half precision: 2 bytes a dimension, no training."""
 
     dim: int
     name: str = "float16"
+    needs_training: bool = False
 
     def bytes_per_token(self) -> float:
         return 2.0 * self.dim
@@ -49,19 +80,66 @@ class Float16Codec:
         return np.ascontiguousarray(vectors, dtype=F16).tobytes()
 
     def decode(self, blob: bytes, n: int) -> NDArray[np.float32]:
-        if len(blob) != n * self.dim * 2:
-            raise StoreError(
-                f"token blob holds {len(blob)} bytes, expected {n * self.dim * 2} for {n} tokens; "
-                "run 'semsearch check --repair'"
-            )
+        _check_size(blob, n, 2 * self.dim)
         return np.frombuffer(blob, dtype=F16).astype(np.float32).reshape(n, self.dim)
 
 
-Codec = Float16Codec
-CODECS = ("float16",)
+class FaissCodec:
+    """A FAISS standalone codec (``SQ8``, ``SQ4``, ``PQ64``…), trained on token vectors."""
+
+    def __init__(self, name: str, dim: int, index: Any | None = None) -> None:
+        import faiss  # only stores that use a FAISS codec pay for the import
+
+        self._faiss = faiss
+        self.name = name
+        self.dim = dim
+        if index is None:
+            try:
+                index = faiss.index_factory(dim, name)
+            except RuntimeError:
+                raise ConfigError(
+                    f"FAISS has no codec {name!r}; use float16 or a factory string such as SQ8, SQ4 or PQ64"
+                ) from None
+        self.index = index
+
+    @property
+    def needs_training(self) -> bool:
+        return not self.index.is_trained
+
+    def train(self, sample: NDArray[np.float32]) -> None:
+        self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
+
+    def state(self) -> bytes:
+        """The trained codec, as FAISS serialises it (stored in the store, never pickled)."""
+        return bytes(self._faiss.serialize_index(self.index))
+
+    @classmethod
+    def from_state(cls, name: str, dim: int, state: bytes) -> FaissCodec:
+        import faiss
+
+        index = faiss.deserialize_index(np.frombuffer(state, dtype=np.uint8))
+        return cls(name, dim, index)
+
+    def bytes_per_token(self) -> float:
+        return float(self.index.sa_code_size())
+
+    def encode(self, vectors: NDArray[np.float32]) -> bytes:
+        if self.needs_training:
+            raise StoreError(f"token codec {self.name} is not trained yet")
+        codes = self.index.sa_encode(np.ascontiguousarray(vectors, dtype=np.float32))
+        return bytes(codes.tobytes())
+
+    def decode(self, blob: bytes, n: int) -> NDArray[np.float32]:
+        size = int(self.index.sa_code_size())
+        _check_size(blob, n, size)
+        codes = np.frombuffer(blob, dtype=np.uint8).reshape(n, size)
+        return np.asarray(self.index.sa_decode(codes), dtype=np.float32)
 
 
-def get_codec(name: str, dim: int) -> Codec:
+def get_codec(name: str, dim: int, state: bytes | None = None) -> Codec:
+    """The codec called ``name``; a trained FAISS codec is restored from ``state``."""
     if name == "float16":
         return Float16Codec(dim)
-    raise ConfigError(f"unknown token codec {name!r}; choose one of {', '.join(CODECS)}")
+    if state is not None:
+        return FaissCodec.from_state(name, dim, state)
+    return FaissCodec(name, dim)

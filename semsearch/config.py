@@ -45,12 +45,20 @@ class Settings:
         default=32, metadata={"help": "tokens shared by neighbouring passages when splitting"}
     )
     token_codec: str = field(
-        default="float16", metadata={"help": "how token vectors are stored: 'float16'"}
+        default="float16",
+        metadata={
+            "help": "how token vectors are stored: 'float16', or a FAISS codec such as 'SQ8', "
+            "'SQ4', 'PQ64' (trained on the first token vectors); fixed when a store is created"
+        },
     )
     index: str = field(
-        default="Flat",
-        metadata={"help": "FAISS factory string for the sentence-vector index ('Flat' is exact)"},
+        default="auto",
+        metadata={
+            "help": "sentence-vector index: 'auto' (exact Flat below 100k passages, then IVF, "
+            "with SQ8 codes from 1M) or any FAISS factory string such as 'Flat', 'HNSW32', 'IVF4096,SQ8'"
+        },
     )
+    mmap: bool = field(default=False, metadata={"help": "map the index file read-only instead of loading it"})
     nprobe: int = field(default=16, metadata={"help": "IVF indexes: lists searched per query (recall vs speed)"})
     ef_search: int = field(default=64, metadata={"help": "HNSW indexes: search breadth (recall vs speed)"})
     query_cache: int = field(
@@ -69,13 +77,20 @@ class Settings:
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "long_documents": ("split", "truncate"),
-    "token_codec": ("float16",),
 }
 POSITIVE = ("batch_size", "sort_window", "query_cache", "nprobe", "ef_search")
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     kind = type(getattr(Settings, name))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{source}: {name} must be true or false, not {value!r}")
     if kind is int:
         try:
             number = int(value)

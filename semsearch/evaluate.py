@@ -15,7 +15,7 @@ import numpy as np
 
 from .encoder import Encoder
 from .errors import InputError, QueryError
-from .indexing import open_index
+from .indexing import IndexOptions, open_index
 from .ingest import check_model
 from .store import Store
 
@@ -108,11 +108,10 @@ def run_queries(
     texts: dict[str, str],
     depth: int,
     batch_size: int = 32,
-    nprobe: int = 16,
-    ef_search: int = 64,
+    options: IndexOptions = IndexOptions(),
 ) -> dict[str, dict[str, float]]:
     """Top ``depth`` documents per query, each scored by its best passage."""
-    index = open_index(store, nprobe=nprobe, ef_search=ef_search)
+    index = open_index(store, options=options)
     wanted = min(index.ntotal, depth * 4)
     run: dict[str, dict[str, float]] = {}
     ids = list(texts)
@@ -140,8 +139,7 @@ def evaluate(
     qrels: dict[str, dict[str, int]],
     k: int = 10,
     depth: int = 1000,
-    nprobe: int = 16,
-    ef_search: int = 64,
+    options: IndexOptions = IndexOptions(),
 ) -> EvalReport:
     import ir_measures  # only eval needs it
     from ir_measures import AP, R, RR, nDCG
@@ -150,7 +148,7 @@ def evaluate(
         raise QueryError(f"-k must be at least 1, not {k}")
     check_model(store, encoder)
     judged = {q: queries[q] for q in qrels}
-    run = run_queries(store, encoder, judged, max(depth, k, 100), nprobe=nprobe, ef_search=ef_search)
+    run = run_queries(store, encoder, judged, max(depth, k, 100), options=options)
     stored = store.document_keys_present({d for rel in qrels.values() for d in rel})
     missing = len({d for rel in qrels.values() for d in rel} - stored)
     measures = [nDCG @ k, RR @ k, R @ 100, AP]

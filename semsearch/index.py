@@ -150,15 +150,19 @@ class VectorIndex:
         os.replace(tmp_meta, directory / INDEX_META)
 
     @classmethod
-    def load(cls, directory: Path) -> VectorIndex | None:
-        """The saved index, or None when it is missing or unreadable (it is then rebuilt)."""
+    def load(cls, directory: Path, mmap: bool = False) -> VectorIndex | None:
+        """The saved index, or None when it is missing or unreadable (it is then rebuilt).
+
+        With ``mmap`` the file is mapped read-only instead of read into memory.
+        """
         info = read_info(directory)
         path = directory / INDEX_FILE
         if info is None or not path.is_file():
             return None
         faiss = _faiss()
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
             logger.warning("index %s is unreadable (%s); it will be rebuilt", path, exc)
             return None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .config import Settings
 from .errors import StoreError
 from .index import VectorIndex
 from .store import Store
@@ -48,6 +51,7 @@ def store_factory(store: Store) -> str:
 
 def build_index(store: Store, factory: str) -> VectorIndex:
     """A new index of every stored sentence vector (trained first when the type needs it)."""
+    factory = resolve_factory(factory, store.passage_fingerprint()[0])
     dim = int(store.meta("dim") or 0)
     index = VectorIndex.create(factory, dim)
     if not index.is_trained:
@@ -62,16 +66,56 @@ def build_index(store: Store, factory: str) -> VectorIndex:
     return index
 
 
-def open_index(store: Store, save: bool = True, nprobe: int = 16, ef_search: int = 64) -> VectorIndex:
+AUTO_FLAT_LIMIT = 100_000  # exact search stays fast (~6 ms a query) below this many passages
+AUTO_SQ8_FROM = 1_000_000  # from here IVF lists hold SQ8 codes: a quarter of the memory
+
+
+def resolve_factory(factory: str, count: int) -> str:
+    """The FAISS factory for ``count`` passages; ``auto`` picks by size.
+
+    Flat (exact) below 100k passages; above, IVF with about 4·√N lists (rounded to a power of two,
+    so the choice changes rarely), storing SQ8 codes from 1M passages on.
+    """
+    if factory != "auto":
+        return factory
+    if count < AUTO_FLAT_LIMIT:
+        return "Flat"
+    nlist = 2 ** round(math.log2(4 * math.sqrt(count)))
+    return f"IVF{nlist},SQ8" if count >= AUTO_SQ8_FROM else f"IVF{nlist},Flat"
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """Search-time settings of the index."""
+
+    nprobe: int = 16
+    ef_search: int = 64
+    mmap: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IndexOptions:
+        return cls(settings.nprobe, settings.ef_search, settings.mmap)
+
+
+def open_index(store: Store, save: bool = True, options: IndexOptions = IndexOptions()) -> VectorIndex:
     """The store's index, brought up to date with SQLite (saved when ``save`` and changed)."""
-    index = _synced_index(store, save)
-    index.tune(nprobe, ef_search)
+    index = _synced_index(store, save, options.mmap)
+    index.tune(options.nprobe, options.ef_search)
     return index
 
 
-def _synced_index(store: Store, save: bool) -> VectorIndex:
-    factory = store_factory(store)
+def current_factory(store: Store) -> str:
+    """The factory string the store's index must have now (``auto`` resolved)."""
+    return resolve_factory(store_factory(store), store.passage_fingerprint()[0])
+
+
+def _synced_index(store: Store, save: bool, mmap: bool = False) -> VectorIndex:
     count, top = store.passage_fingerprint()
+    factory = resolve_factory(store_factory(store), count)
+    if mmap:
+        mapped = VectorIndex.load(store.path, mmap=True)
+        if mapped is not None and mapped.factory == factory and mapped.ntotal == count and mapped.max_id == top:
+            return mapped
     index = VectorIndex.load(store.path)
     if index is not None and index.factory == factory:
         if index.ntotal == count and index.max_id == top:

@@ -18,9 +18,9 @@ from . import codec as codecs
 from .config import Settings
 from .documents import Document, Item, Rejected
 from .encoder import Encoder, Span
-from .errors import InputError, ModelError, StoreError
+from .errors import ConfigError, InputError, ModelError, StoreError
 from .index import VectorIndex
-from .indexing import build_index, open_index
+from .indexing import build_index, current_factory, open_index
 from .store import NewPassage, Store
 
 Progress = Callable[[int, int], None]
@@ -95,6 +95,7 @@ def prepare_store(store: Store, encoder: Encoder, settings: Settings) -> None:
     """Record the model in a new store, or check that an existing store was built with it."""
     wanted = store_settings(encoder, settings)
     if store.meta("model") is None:
+        codecs.get_codec(settings.token_codec, encoder.dim)  # an unknown codec fails before anything is set
         store.set_meta({**wanted, "index_factory": settings.index, "long_documents": settings.long_documents})
         return
     check_model(store, encoder)
@@ -144,7 +145,7 @@ def ingest(
     """Encode and store ``documents``; unchanged ones (same key and text) are skipped."""
     started = time.perf_counter()
     prepare_store(store, encoder, settings)
-    codec = codecs.get_codec(settings.token_codec, encoder.dim)
+    codec = store.codec()
     index = open_index(store, save=False)
     report = IngestReport(0, 0, 0, 0, 0, 0.0)
     done_docs = 0
@@ -160,11 +161,25 @@ def ingest(
         done_docs += len(chunk)
         if progress:
             progress(done_docs, report.passages)
-    if index.stale or not index.is_trained:
-        index = build_index(store, index.factory)
+    wanted = current_factory(store)
+    if index.stale or not index.is_trained or index.factory != wanted:
+        index = build_index(store, wanted)
     index.save(store.path)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _train_codec(store: Store, codec: codecs.Codec, matrices: list[np.ndarray]) -> None:
+    """Train a FAISS token codec on the first chunk's token vectors and keep it in the store."""
+    sample = np.vstack(matrices)[: codecs.TRAIN_TOKENS]
+    try:
+        codec.train(sample)  # type: ignore[attr-defined]
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"cannot train token codec {codec.name!r} on the first {len(sample):,} token vectors "
+            f"({str(exc).strip().splitlines()[-1]}); ingest more text at once or use float16 or SQ8"
+        ) from None
+    store.set_blob("token_codec", codec.state())  # type: ignore[attr-defined]
 
 
 def _encode_and_write(
@@ -196,6 +211,8 @@ def _encode_and_write(
     docs = [(doc, [p for p in per_doc[d] if p is not None]) for d, (doc, _) in enumerate(todo)]
     if not docs:
         return 0, 0
+    if codec.needs_training:
+        _train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
     new_ids, replaced = store.write_documents(docs, codec)
     index.remove(replaced)
     if index.is_trained:  # an untrained type (IVF) is built from the store once ingest ends

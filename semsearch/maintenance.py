@@ -10,7 +10,7 @@ import numpy as np
 from . import codec as codecs
 from .errors import NotFoundError
 from .index import VectorIndex
-from .indexing import build_index, open_index, store_factory
+from .indexing import build_index, current_factory, open_index, store_factory
 from .store import SCHEMA_VERSION, Store
 
 REQUIRED_META = ("model", "dim", "pooling", "token_codec", "index_factory")
@@ -72,7 +72,7 @@ def check_store(store: Store, repair: bool = False) -> CheckReport:
         report.problems.append(Problem(f"meta lacks {', '.join(missing)}", "ingest into it again, or start a new store"))
         return report
     dim = int(store.meta("dim") or 0)
-    codec = codecs.get_codec(store.meta("token_codec") or "float16", dim)
+    codec = store.codec()
     damaged = _damaged_passages(store, dim, codec)
     orphans = store.db.execute("SELECT count(*) FROM tokens WHERE passage_id NOT IN (SELECT id FROM passages)").fetchone()[0]
     empty_docs = [r[0] for r in store.db.execute("SELECT key FROM documents WHERE id NOT IN (SELECT document_id FROM passages)")]
@@ -90,7 +90,7 @@ def check_store(store: Store, repair: bool = False) -> CheckReport:
     if orphans:
         report.problems.append(Problem(f"{orphans} token rows belong to no passage", "check --repair deletes them"))
     index = VectorIndex.load(store.path)
-    index_ok = index is not None and index.factory == store_factory(store)
+    index_ok = index is not None and index.factory == current_factory(store)
     if not index_ok:
         report.problems.append(Problem("index.faiss is missing, unreadable or of another type", "check --repair rebuilds it (no model needed)"))
     elif not np.array_equal(index.ids(), store.all_passage_ids()):  # type: ignore[union-attr]

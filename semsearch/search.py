@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import codec as codecs
 from .encoder import Encoder
 from .errors import QueryError
 from .explain import Pair, explain, top_pairs
 from .index import VectorIndex
-from .indexing import open_index
+from .indexing import IndexOptions, open_index
 from .ingest import check_model
 from .store import Store, TokenData
 
@@ -43,10 +42,6 @@ class SearchResult:
 
 def special_tokens(store: Store) -> dict[int, str]:
     return {int(k): v for k, v in json.loads(store.meta("special_tokens") or "{}").items()}
-
-
-def store_codec(store: Store) -> codecs.Codec:
-    return codecs.get_codec(store.meta("token_codec") or "float16", int(store.meta("dim") or 0))
 
 
 BRUTE_FORCE_LIMIT = 20_000  # filtered searches over fewer passages are scored exactly from SQLite
@@ -102,8 +97,7 @@ def search(
     k: int = 10,
     why: int = 0,
     cache: int = 100,
-    nprobe: int = 16,
-    ef_search: int = 64,
+    options: IndexOptions = IndexOptions(),
     where: Sequence[tuple[str, str]] = (),
 ) -> SearchResult:
     """The ``k`` passages closest to ``text``; with ``why`` > 0, each hit's top word pairs.
@@ -114,7 +108,7 @@ def search(
         raise QueryError(f"-k must be at least 1, not {k}")
     check_model(store, encoder)
     vector, tokens = encode_query(encoder, text)
-    index = open_index(store, nprobe=nprobe, ef_search=ef_search)
+    index = open_index(store, options=options)
     scores, ids = _ranked(store, index, vector, k, where)
     hits = _hits(store, scores, ids, k)
     query_id = store.save_query(vector, tokens, cache)
@@ -124,7 +118,7 @@ def search(
 
 
 def add_reasons(store: Store, query: TokenData, hits: list[Hit], n_pairs: int) -> None:
-    codec, specials, pooling = store_codec(store), special_tokens(store), store.meta("pooling") or "mean"
+    codec, specials, pooling = store.codec(), special_tokens(store), store.meta("pooling") or "mean"
     for hit in hits:
         doc = store.passage_tokens(hit.passage_id, codec)
         expl = explain(query, doc, specials, "word", hit.score, pooling)
@@ -135,14 +129,13 @@ def search_like(
     store: Store,
     passage_id: int,
     k: int = 10,
-    nprobe: int = 16,
-    ef_search: int = 64,
+    options: IndexOptions = IndexOptions(),
     where: Sequence[tuple[str, str]] = (),
 ) -> SearchResult:
     """Nearest neighbours of a stored passage (itself excluded), without the model."""
     if k < 1:
         raise QueryError(f"-k must be at least 1, not {k}")
     vector = store.passage_vector(passage_id)
-    index = open_index(store, nprobe=nprobe, ef_search=ef_search)
+    index = open_index(store, options=options)
     scores, ids = _ranked(store, index, vector, k + 1, where)
     return SearchResult(f"like:{passage_id}", None, _hits(store, scores, ids, k, exclude=passage_id))

@@ -79,7 +79,12 @@ def m002_add_document_ingested_at(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE documents SET ingested_at = ? WHERE ingested_at IS NULL", [time.time()])
 
 
-SCHEMA_VERSION = 2  # the number of migrations above
+@migrations()
+def m003_create_blobs(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+
+
+SCHEMA_VERSION = 3  # the number of migrations above
 
 
 @dataclass
@@ -219,6 +224,18 @@ class Store:
         rows = [{"key": k, "value": str(v)} for k, v in values.items()]
         self.db["meta"].upsert_all(rows, pk="key")
         self._meta_cache = None
+
+    def blob(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM blobs WHERE key = ?", [key]).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_blob(self, key: str, value: bytes) -> None:
+        with self.writing():
+            self.db.execute("INSERT OR REPLACE INTO blobs (key, value) VALUES (?, ?)", [key, value])
+
+    def codec(self) -> codecs.Codec:
+        """The store's token codec, trained state included."""
+        return codecs.get_codec(self.meta("token_codec") or "float16", int(self.meta("dim") or 0), self.blob("token_codec"))
 
     def schema_version(self) -> int:
         return len(migrations.applied(self.db))

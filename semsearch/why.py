@@ -12,7 +12,7 @@ import numpy as np
 
 from .encoder import Encoder
 from .explain import Explanation, explain
-from .search import encode_query, special_tokens, store_codec
+from .search import encode_query, special_tokens
 from .store import PassageRow, Store
 
 
@@ -36,7 +36,7 @@ def explain_passage(
     level: str = "word",
     cache: int = 100,
 ) -> ExplainedHit:
-    codec = store_codec(store)
+    codec = store.codec()
     passage = store.passage(passage_id)
     doc = store.passage_tokens(passage_id, codec)
     doc_vector = store.passage_vector(passage_id)

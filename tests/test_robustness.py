@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from semsearch.cli import app
-from semsearch.store import Store, migrations
+from semsearch.store import SCHEMA_VERSION, Store, migrations
 from tests.conftest import REPO
 
 runner = CliRunner()
@@ -183,7 +183,7 @@ def test_an_older_store_is_upgraded_by_the_migrations(tmp_path: Path) -> None:
     db.conn.commit()
     db.close()
     with Store.open(path) as store:
-        assert store.schema_version() == 2
+        assert store.schema_version() == SCHEMA_VERSION == 3
         assert store.db.execute("SELECT ingested_at FROM documents WHERE key = 'k'").fetchone()[0] > 0
 
 

@@ -111,3 +111,66 @@ def test_index_catches_up_with_passages_it_missed(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s") as st:
         assert open_index(st).ntotal == 20
         assert build_index(st, "Flat").ntotal == 20
+
+
+@pytest.mark.parametrize(("codec", "per_token"), [("SQ8", 16), ("SQ4", 8), ("PQ4x4", 2)])
+def test_trained_faiss_codecs_are_stored_and_explain_stays_close(
+    codec: str, per_token: int, tmp_path: Path, fake_encoder: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from semsearch.cli import app
+
+    runner = CliRunner()
+    monkeypatch.setenv("SEMSEARCH_TOKEN_CODEC", codec)
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(f'{{"id": "d{i}", "text": "passage {i} about topic {i % 5} and more words"}}' for i in range(40)))
+    result = runner.invoke(app, ["ingest", str(corpus), "-q"])
+    assert result.exit_code == 0, result.output
+    info = runner.invoke(app, ["info", "--json"])
+    import json
+
+    data = json.loads(info.stdout)
+    assert data["token_codec"] == codec and data["bytes_per_token"] == per_token
+    runner.invoke(app, ["search", "topic 3 words"])
+    expl = json.loads(runner.invoke(app, ["explain", "--id", "4", "--json"]).stdout)
+    assert abs(expl["residual"]) < (0.02 if codec.startswith("PQ") else 5e-3)
+    monkeypatch.setenv("SEMSEARCH_TOKEN_CODEC", "float16")
+    result = runner.invoke(app, ["ingest", str(corpus), "-q"])
+    assert result.exit_code == 1 and f"keeps tokens as '{codec}'" in result.stderr
+
+
+def test_unknown_codec_is_refused_before_the_store_is_touched(tmp_path: Path, fake_encoder: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from semsearch.cli import app
+
+    monkeypatch.setenv("SEMSEARCH_TOKEN_CODEC", "ZZ9")
+    (tmp_path / "c.txt").write_text("one line\n")
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "c.txt"), "-q"])
+    assert result.exit_code == 1 and "FAISS has no codec 'ZZ9'" in result.stderr
+    monkeypatch.setenv("SEMSEARCH_TOKEN_CODEC", "float16")
+    assert CliRunner().invoke(app, ["ingest", str(tmp_path / "c.txt"), "-q"]).exit_code == 0
+
+
+def test_auto_index_picks_by_size() -> None:
+    from semsearch.indexing import resolve_factory
+
+    assert resolve_factory("auto", 5_000) == "Flat"
+    assert resolve_factory("auto", 126_000) == "IVF1024,Flat"
+    assert resolve_factory("auto", 1_000_000) == "IVF4096,SQ8"
+    assert resolve_factory("auto", 10_000_000) == "IVF16384,SQ8"
+    assert resolve_factory("HNSW32", 10) == "HNSW32"
+
+
+def test_mmap_index_gives_the_same_hits(tmp_path: Path) -> None:
+    from semsearch.indexing import IndexOptions
+    from tests.conftest import HashEncoder
+
+    settings = load_settings(overrides={"store": str(tmp_path / "s"), "index": "IVF4,Flat"})
+    with Store.open(tmp_path / "s", create=True) as st:
+        ingest(st, HashEncoder(), _docs(60), settings)
+        query = st.passage_vector(9)
+        plain = open_index(st).search(query, 5)[1]
+        mapped = open_index(st, options=IndexOptions(mmap=True))
+        np.testing.assert_array_equal(mapped.search(query, 5)[1], plain)
