@@ -3,7 +3,8 @@
 For each (query, document) pair, rank the document's words by
 
   contribution   column sums of the word-level contribution matrix (stored token vectors)
-  stored-occl.   the score lost when a word's stored token vectors leave the mean (no model run)
+  impact         the score lost when a word's stored token vectors leave the passage mean
+                 (explain's "impact": a leave-one-out with no model run)
   cosine         each word's best cosine with a query word (the seed article's picture)
   occlusion      leave-one-word-out: one model run per word, as txtai does
   random         a seeded shuffle
@@ -39,10 +40,9 @@ sys.path.insert(0, str(REPO))
 
 from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
 from semsearch.explain import explain, token_side  # noqa: E402
-from semsearch.store import TokenData  # noqa: E402
 
 KS = (1, 3, 5)
-METHODS = ("contribution", "stored-occl.", "cosine", "occlusion", "random")
+METHODS = ("contribution", "impact", "cosine", "occlusion", "random")
 
 
 def stsb_pairs(data: Path, limit: int) -> list[tuple[str, str]]:
@@ -95,20 +95,6 @@ def encode_scores(enc: SentenceTransformerEncoder, query_vec: np.ndarray, texts:
     return np.array(scores)
 
 
-def stored_occlusion(query: TokenData, doc: TokenData, groups: list[list[int]]) -> np.ndarray:
-    """Score lost when a word's token vectors are taken out of the passage mean (no model run)."""
-    q = query.vectors.astype(np.float64).mean(axis=0)
-    q /= np.linalg.norm(q)
-    d = doc.vectors.astype(np.float64)
-    total, m = d.sum(axis=0), len(d)
-    base = q @ total / np.linalg.norm(total)
-    drops = []
-    for g in groups:
-        rest = total - d[g].sum(axis=0)
-        drops.append(base - q @ rest / max(np.linalg.norm(rest), 1e-12) if len(g) < m else 0.0)
-    return np.array(drops)
-
-
 def run_pairs(enc: SentenceTransformerEncoder, pairs: list[tuple[str, str]], seed: int) -> tuple[dict, dict]:
     rng = np.random.default_rng(seed)
     drops: dict[str, dict[int, list[float]]] = {m: defaultdict(list) for m in METHODS}
@@ -130,9 +116,9 @@ def run_pairs(enc: SentenceTransformerEncoder, pairs: list[tuple[str, str]], see
         times["contribution"].append(time.perf_counter() - t)
 
         t = time.perf_counter()
-        lost = stored_occlusion(q.tokens, d.tokens, side.groups)
-        rankings["stored-occl."] = sorted(words, key=lambda j: -lost[j])
-        times["stored-occl."].append(time.perf_counter() - t)
+        impact = explain(q.tokens, d.tokens, specials, "word", base).impact
+        rankings["impact"] = sorted(words, key=lambda j: -impact[j])
+        times["impact"].append(time.perf_counter() - t)
 
         t = time.perf_counter()
         expl = explain(q.tokens, d.tokens, specials, "word", base)

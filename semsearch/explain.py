@@ -39,7 +39,11 @@ class Side:
 
 @dataclass
 class Explanation:
-    """The query × passage matrices, the score and how exactly they agree."""
+    """The query × passage matrices, the score and how exactly they agree.
+
+    ``impact[j]`` is the score lost if passage unit j's token vectors left the passage mean (the
+    others unchanged): a leave-one-out computed from stored vectors, with no model run.
+    """
 
     query: Side
     doc: Side
@@ -50,6 +54,7 @@ class Explanation:
     level: str
     decomposable: bool = True
     notes: list[str] = field(default_factory=list)
+    impact: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
     @property
     def residual(self) -> float | None:
@@ -119,6 +124,20 @@ def _group_sum(matrix: NDArray[np.float32], rows: list[list[int]], cols: list[li
     return np.stack([row_sums[:, g].sum(axis=1) for g in cols], axis=1).astype(np.float32)
 
 
+def word_impact(q: NDArray[np.float64], d: NDArray[np.float64], groups: list[list[int]]) -> NDArray[np.float64]:
+    """Score lost when each group's token vectors are removed from the passage mean."""
+    qm = q.mean(axis=0)
+    qm = qm / max(float(np.linalg.norm(qm)), 1e-12)
+    total = d.sum(axis=0)
+    base = float(qm @ total) / max(float(np.linalg.norm(total)), 1e-12)
+    impact = np.zeros(len(groups))
+    for k, g in enumerate(groups):
+        if len(g) < len(d):
+            rest = total - d[g].sum(axis=0)
+            impact[k] = base - float(qm @ rest) / max(float(np.linalg.norm(rest)), 1e-12)
+    return impact
+
+
 def _group_mean(vectors: NDArray[np.float32], groups: list[list[int]]) -> NDArray[np.float32]:
     return np.stack([vectors[g].mean(axis=0) for g in groups])
 
@@ -149,7 +168,14 @@ def explain(
             f"the model pools with {pooling!r}, not 'mean': the contribution matrix does not add "
             "up to its score, so only the cosine matrix is meaningful"
         )
-    return Explanation(qs, ds, cosine, contribution, score, index_score, level, decomposable, notes)
+    impact = word_impact(q, d, ds.groups)
+    return Explanation(qs, ds, cosine, contribution, score, index_score, level, decomposable, notes, impact)
+
+
+def top_impact(expl: Explanation, k: int = 8) -> list[tuple[str, float]]:
+    """The passage words (not special tokens) whose removal would cost the score most."""
+    order = [j for j in np.argsort(-expl.impact) if not expl.doc.special[j]][:k]
+    return [(expl.doc.labels[j], float(expl.impact[j])) for j in order]
 
 
 def top_pairs(expl: Explanation, k: int = 10, include_special: bool = False) -> list[Pair]:

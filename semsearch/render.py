@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .explain import Explanation, column_shares, row_shares, special_share, top_pairs, visible_columns
+from .explain import Explanation, column_shares, row_shares, special_share, top_impact, top_pairs, visible_columns
 from .search import Hit, SearchResult
 from .why import ExplainedHit
 
@@ -148,6 +148,9 @@ def explanation_view(hit: ExplainedHit, mode: str, max_cols: int, top: int, hide
     if pairs:
         lines = [f"  {p_.query:>14} ↔ {p_.doc:<16} {percent(p_.share):>6} of the score  (cosine {p_.cosine:.2f})" for p_ in pairs]
         parts.append(Text("top pairs:\n" + "\n".join(lines)))
+    impact = top_impact(expl, top)
+    if impact:
+        parts.append(Text("passage words whose removal costs the most score: " + ", ".join(f"{w} −{v:.3f}" for w, v in impact)))
     parts.append(Text(f"special tokens ({', '.join(sorted({l for l, s in zip(expl.query.labels + expl.doc.labels, list(expl.query.special) + list(expl.doc.special)) if s}))}) hold {percent(special_share(expl))} of the score", style="dim"))
     parts.append(Text("passage, shaded by contribution:", style="bold"))
     parts.append(highlighted(expl.doc.text, expl.doc.spans, expl.doc.special, column_shares(expl)))
@@ -180,6 +183,7 @@ def explanation_dict(hit: ExplainedHit, top: int = 10) -> dict[str, Any]:
         "query_shares": row_shares(expl).tolist(),
         "passage_shares": column_shares(expl).tolist(),
         "top_pairs": [asdict(p) for p in top_pairs(expl, top)],
+        "passage_impact": expl.impact.tolist(),
         "notes": expl.notes,
     }
 

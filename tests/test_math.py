@@ -117,3 +117,14 @@ def test_windows_cover_every_token_within_the_window(n: int, window: int, overla
         assert all(s.start in first_pieces for s in spans)  # passages start on a word
         only = window_spans(offsets, word_ids, pos, window, overlap, truncate=True)
         assert len(only) == 1 and only[0].start == 0
+
+
+def test_impact_is_the_exact_leave_one_word_out_drop_on_stored_vectors() -> None:
+    text = "alpha beta gamma delta"
+    doc = tokens(text, [(0, 5), (6, 10), (11, 16), (17, 22)], seed=9)
+    query = tokens("beta", [(0, 4)], seed=10)
+    expl = explain(query, doc, SPECIALS, "word")
+    for j in (1, 2, 3, 4):
+        keep = [i for i in range(len(doc.vectors)) if i != j]
+        rest = TokenData(text, doc.vectors[keep], doc.token_ids[keep], doc.offsets[keep])
+        assert expl.impact[j] == pytest.approx(expl.score - explain(query, rest, SPECIALS, "word").score, abs=1e-6)

@@ -1,0 +1,134 @@
+"""Index speed, recall and memory at 100k real and 1M synthetic vectors; whole warm search latency.
+
+Real: the sentence vectors of a store (ingest Reuters-21578 paragraphs first, ~105k passages:
+`semsearch ingest ../shared/data/reuters21578/paragraphs.jsonl.gz --store reuters-store`), with
+200 Reuters titles, encoded by the model, as queries. Synthetic: 1M unit vectors drawn around 2,000
+random centres (clustered, so easier for IVF than real data; said so in the output). For each
+index: build seconds, memory (serialised size), p50/p99 of one query at a time, batch throughput,
+Recall@10 against exact search. Then a whole warm search through `semsearch.search.search`
+(encode the query, search, read the hits from SQLite, cache the query) on the real store.
+
+    .venv/bin/python scripts/bench_search.py --store reuters-store [--synthetic 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import faiss  # noqa: E402
+
+from semsearch.index import VectorIndex  # noqa: E402
+from semsearch.indexing import IndexOptions, resolve_factory  # noqa: E402
+from semsearch.store import Store  # noqa: E402
+
+
+def measure(name: str, factory: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> str:
+    start = time.perf_counter()
+    index = VectorIndex.create(factory, base.shape[1])
+    if not index.is_trained:
+        step = max(1, len(base) // 200_000)
+        index.train(base[::step])
+    for lo in range(0, len(base), 100_000):
+        index.add(ids[lo : lo + 100_000], base[lo : lo + 100_000])
+    build = time.perf_counter() - start
+    opts = IndexOptions()
+    index.tune(opts.nprobe, opts.ef_search)
+    memory = len(faiss.serialize_index(index.index))
+    single = []
+    found = np.zeros((len(queries), 10), dtype=np.int64)
+    for i, q in enumerate(queries):
+        t = time.perf_counter()
+        found[i] = index.search(q, 10)[1][0]
+        single.append(1000 * (time.perf_counter() - t))
+    t = time.perf_counter()
+    index.search(queries, 10)
+    batch_qps = len(queries) / (time.perf_counter() - t)
+    recall = float(np.mean([len(set(f) & set(g)) / 10 for f, g in zip(found, truth)]))
+    return (
+        f"| {name} | {factory} | {build:.1f} | {memory / 1e6:,.0f} | {np.percentile(single, 50):.3f} | "
+        f"{np.percentile(single, 99):.3f} | {batch_qps:,.0f} | {recall:.3f} |"
+    )
+
+
+def table(name: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, factories: list[str]) -> None:
+    exact = VectorIndex.create("Flat", base.shape[1])
+    exact.add(ids, base)
+    truth = exact.search(queries, 10)[1]
+    for factory in factories:
+        print(measure(name, factory, ids, base, queries, truth), flush=True)
+
+
+def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(2000, dim)).astype(np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, 100_000):
+        hi = min(n, lo + 100_000)
+        out[lo:hi] = centres[rng.integers(0, len(centres), hi - lo)] + 0.6 * rng.normal(size=(hi - lo, dim))
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", type=Path, required=True, help="a store with real passages (Reuters)")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--synthetic", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
+    print("| vectors | index | build s | memory MB | p50 ms | p99 ms | batch queries/s | Recall@10 |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+
+    from semsearch.encoder import SentenceTransformerEncoder
+    from semsearch.search import search
+
+    enc = SentenceTransformerEncoder("all-MiniLM-L6-v2", "cpu")
+    titles = []
+    with gzip.open(args.data / "reuters21578" / "docs.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            t = json.loads(line).get("title")
+            if t:
+                titles.append(t)
+            if len(titles) == args.queries:
+                break
+    queries = np.vstack([e.vector for e in enc.encode(titles)])
+    with Store.open(args.store) as store:
+        parts = list(store.iter_vectors())
+        ids = np.concatenate([p[0] for p in parts])
+        base = np.vstack([p[1] for p in parts])
+        n = len(ids)
+        factories = ["Flat", resolve_factory("auto", n), "HNSW32", f"IVF{resolve_factory('auto', n)[3:].split(',')[0]},SQ8"]
+        table(f"{n:,} real", ids, base, queries, list(dict.fromkeys(factories)))
+
+        warm = []
+        for t in titles[:50]:
+            start = time.perf_counter()
+            search(store, enc, t, 10)
+            warm.append(1000 * (time.perf_counter() - start))
+        warm_line = (f"whole warm search (encode + index + SQLite rows + query cache) on {n:,} passages: "
+                     f"p50 {statistics.median(warm):.1f} ms, p99 {np.percentile(warm, 99):.1f} ms")
+
+    synth = clustered(args.synthetic, base.shape[1])
+    sq = clustered(args.queries, base.shape[1], seed=1)
+    sids = np.arange(1, args.synthetic + 1, dtype=np.int64)
+    auto = resolve_factory("auto", args.synthetic)
+    nlist = auto[3:].split(",")[0]
+    table(f"{args.synthetic:,} synthetic", sids, synth, sq, list(dict.fromkeys(["Flat", auto, f"IVF{nlist},Flat", "HNSW32"])))
+    print(warm_line)
+
+
+if __name__ == "__main__":
+    main()
