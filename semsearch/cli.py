@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from . import __version__
-from .config import Settings, load_settings, resolve_model
-from .errors import SemsearchError, StoreError
+from .cli_common import (
+    ConfigOpt,
+    JsonOpt,
+    ModelOpt,
+    StoreOpt,
+    err,
+    held_writer_lock,
+    load_model,
+    open_store,
+    out,
+    quiet_third_parties,
+    reports_errors,
+    settings_from,
+)
+from .cli_store import check, delete, eval_command, index_app
+from .errors import StoreError
 
 app = typer.Typer(
     help="Semantic search that shows why a passage matched, from stored token vectors.",
@@ -24,55 +34,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=False)
-err = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-StoreOpt = Annotated[str | None, typer.Option("--store", help="store directory [env SEMSEARCH_STORE; default ./semsearch-store]", show_default=False)]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="settings file [env SEMSEARCH_CONFIG; default ./config.yaml if present]", show_default=False)]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="'all-MiniLM-L6-v2' or a local model directory [default: the store's model]", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-
-
-def reports_errors(func: F) -> F:
-    """Print a SemsearchError as one 'Error: …' line on stderr and exit 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SemsearchError as exc:
-            err.print(f"[red]Error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(code=1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _quiet_third_parties() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("sentence_transformers", "transformers", "faiss", "httpx", "huggingface_hub"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _settings(config: Path | None, **overrides: Any) -> Settings:
-    return load_settings(config, overrides)
-
-
-def _load_encoder(settings: Settings, store_model: str | None) -> Any:
-    from . import encoder
-
-    with err.status("loading the model…", spinner="dots"):
-        return encoder.load_encoder(resolve_model(settings, store_model), settings.device)
-
-
-def _open_store(settings: Settings) -> Any:
-    from .store import Store
-
-    return Store.open(settings.store)
 
 
 @app.callback()
@@ -108,15 +69,14 @@ def ingest(
     adds new documents, re-encodes changed ones and skips unchanged ones.
     """
     from .documents import ReadOptions, read_all, spool_stdin
-    from .indexing import write_lock
     from .ingest import ingest as run_ingest
     from .ingest import validate
     from .store import Store, store_exists
 
-    _quiet_third_parties()
+    quiet_third_parties()
     if on_error not in ("stop", "skip"):
         raise typer.BadParameter(f"--on-error must be 'stop' or 'skip', not {on_error!r}")
-    settings = _settings(config, store=store, model=model, batch_size=batch_size, long_documents=long_documents, device=device)
+    settings = settings_from(config, store=store, model=model, batch_size=batch_size, long_documents=long_documents, device=device)
     opts = ReadOptions(text_fields=tuple(text_field or ("text",)), id_field=id_field, format=fmt)
     skip = on_error == "skip"
     spool = spool_stdin() if "-" in paths else None
@@ -128,14 +88,12 @@ def ingest(
 
     checked = validate(items(), skip=skip)
     directory = Path(settings.store)
-    with write_lock(directory) as held:
-        if not held:
-            raise StoreError(f"another semsearch process is writing to {directory}; wait for it to finish")
+    with held_writer_lock(directory):
         store_model = None
         if store_exists(directory):
             with Store.open(directory) as existing:
                 store_model = existing.meta("model")
-        encoder = _load_encoder(settings, store_model)
+        encoder = load_model(settings, store_model)
         with Store.open(directory, create=True) as st, _progress(checked.documents, quiet) as progress:
             report = run_ingest(st, encoder, checked.keep(items()), settings, progress)
             size = st.file_bytes()
@@ -207,18 +165,18 @@ def search(
     from .search import search as run_search
     from .search import search_like
 
-    _quiet_third_parties()
-    settings = _settings(config, store=store, model=model)
+    quiet_third_parties()
+    settings = settings_from(config, store=store, model=model)
     given = sum(x is not None for x in (query, like, queries))
     if given != 1:
         raise typer.BadParameter("give exactly one of QUERY, --like ID or --queries FILE")
     filters = [_parse_where(w) for w in where or []]
-    with _open_store(settings) as st:
+    with open_store(settings) as st:
         if like is not None:
             results = [search_like(st, like, k, IndexOptions.from_settings(settings), filters)]
         else:
             texts = [query] if query is not None else _read_queries(queries)
-            encoder = _load_encoder(settings, st.meta("model"))
+            encoder = load_model(settings, st.meta("model"))
             results = [
                 run_search(st, encoder, t, k, why, settings.query_cache, IndexOptions.from_settings(settings), filters)
                 for t in texts
@@ -281,20 +239,20 @@ def explain(
     from .render import explanation_dict, explanation_png, explanation_view
     from .why import explain_passage
 
-    _quiet_third_parties()
+    quiet_third_parties()
     if mode not in ("cosine", "contribution"):
         raise typer.BadParameter(f"--mode must be 'cosine' or 'contribution', not {mode!r}")
     if sum(x is not None for x in (query, query_id, against)) > 1:
         raise typer.BadParameter("give at most one of --query, --query-id and --against")
     if max_cols < 1:
         raise typer.BadParameter("--max-cols must be at least 1")
-    settings = _settings(config, store=store, model=model)
-    with _open_store(settings) as st:
+    settings = settings_from(config, store=store, model=model)
+    with open_store(settings) as st:
         encoder = None
         if query is not None:
             from .ingest import check_model
 
-            encoder = _load_encoder(settings, st.meta("model"))
+            encoder = load_model(settings, st.meta("model"))
             check_model(st, encoder)
         hit = explain_passage(
             st, passage_id, query_text=query, encoder=encoder, query_id=query_id, against=against,
@@ -320,8 +278,8 @@ def info(as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = N
     """Describe a store: model, counts, bytes per stored token, index and size (no model needed)."""
     from .index import read_info
 
-    settings = _settings(config, store=store)
-    with _open_store(settings) as st:
+    settings = settings_from(config, store=store)
+    with open_store(settings) as st:
         counts = st.counts()
         token_bytes = st.token_bytes()
         size = st.file_bytes()
@@ -351,131 +309,11 @@ def info(as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = N
         out.print(f"{key:<{width}}  {shown}", highlight=False)
 
 
-# eval ----------------------------------------------------------------------------------------
-@app.command("eval")
-@reports_errors
-def eval_command(
-    queries: Annotated[Path, typer.Option("--queries", help="BEIR queries: JSONL with _id and text", show_default=False)],
-    qrels: Annotated[Path, typer.Option("--qrels", help="relevance judgements: TSV query-id, corpus-id, score (BEIR; header and CRLF accepted)", show_default=False)],
-    k: Annotated[int, typer.Option("-k", help="cut-off for nDCG and MRR")] = 10,
-    depth: Annotated[int, typer.Option("--depth", help="documents retrieved per query (MAP is computed over them)")] = 1000,
-    as_json: JsonOpt = False,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-    model: ModelOpt = None,
-) -> None:
-    """Measure retrieval quality on labelled queries: nDCG@k, MRR@k, Recall@100 and MAP.
 
-    Document ids in the judgements are the store's document keys (BEIR's _id when ingested from
-    a BEIR corpus); a document scores as its best passage. Metrics come from ir-measures.
-    """
-    from .evaluate import check_ids, evaluate, read_qrels, read_queries
-    from .indexing import IndexOptions
-
-    _quiet_third_parties()
-    settings = _settings(config, store=store, model=model)
-    texts, judgements = read_queries(queries), read_qrels(qrels)
-    check_ids(texts, judgements, qrels, queries)
-    with _open_store(settings) as st:
-        encoder = _load_encoder(settings, st.meta("model"))
-        report = evaluate(st, encoder, texts, judgements, k, depth, IndexOptions.from_settings(settings))
-    if as_json:
-        out.print_json(json.dumps({"queries": report.queries, "depth": report.depth, **report.measures, "missing_documents": report.missing_documents}))
-        return
-    out.print(f"{report.queries} judged queries, {report.depth} documents retrieved each")
-    for name, value in report.measures.items():
-        out.print(f"{name:<12} {100 * value:6.2f}", highlight=False)
-    for note in report.notes:
-        err.print(f"note: {note}", highlight=False)
-
-
-# index ---------------------------------------------------------------------------------------
-index_app = typer.Typer(help="Inspect or rebuild the FAISS index from the stored sentence vectors (no model needed).", no_args_is_help=True)
+app.command("eval")(eval_command)
 app.add_typer(index_app, name="index")
-
-
-@index_app.command("build")
-@reports_errors
-def index_build(
-    factory: Annotated[str | None, typer.Option("--factory", help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,SQ8 [default: the store's current one]", show_default=False)] = None,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Rebuild the index, or switch its type, from the sentence vectors kept in SQLite."""
-    import time
-
-    from .indexing import build_index, store_factory, write_lock
-
-    settings = _settings(config, store=store)
-    with _open_store(settings) as st, write_lock(st.path) as held:
-        if not held:
-            raise StoreError(f"an ingest is writing to {st.path}; build the index when it has finished")
-        chosen = factory or store_factory(st)
-        started = time.perf_counter()
-        with err.status(f"building {chosen}…"):
-            index = build_index(st, chosen)
-            index.save(st.path)
-        st.set_meta({"index_factory": chosen})
-        err.print(f"built {chosen} over {index.ntotal:,} vectors in {time.perf_counter() - started:.1f} s", highlight=False)
-
-
-# check and delete ----------------------------------------------------------------------------
-@app.command()
-@reports_errors
-def check(
-    repair: Annotated[bool, typer.Option("--repair", help="rebuild the index and remove damaged documents (ingest them again)")] = False,
-    as_json: JsonOpt = False,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Verify a store: schema, counts, index ↔ passages, token blobs, unit vectors (no model needed).
-
-    Exits 1 when problems remain.
-    """
-    from .indexing import write_lock
-    from .maintenance import check_store
-
-    settings = _settings(config, store=store)
-    with _open_store(settings) as st, write_lock(st.path) as held:
-        if repair and not held:
-            raise StoreError(f"another semsearch process is writing to {st.path}; repair when it has finished")
-        report = check_store(st, repair=repair)
-        if repair and report.problems:
-            repaired = report.repaired
-            report = check_store(st)  # what is left after the repair
-            report.repaired = repaired
-    problems = [{"problem": p.what, "fix": p.fix} for p in report.problems]
-    if as_json:
-        out.print_json(json.dumps({"ok": report.ok, "counts": report.counts, "problems": problems, "repaired": report.repaired}))
-    else:
-        for line in report.repaired:
-            out.print(f"repaired: {line}", highlight=False)
-        for p in report.problems:
-            out.print(f"problem: {p.what} — fix: {p.fix}", highlight=False)
-        c = report.counts
-        state = "ok" if report.ok else f"{len(report.problems)} problems"
-        out.print(f"{state}: {c['documents']:,} documents, {c['passages']:,} passages, {c['tokens']:,} tokens", highlight=False)
-    if not report.ok:
-        raise typer.Exit(code=1)
-
-
-@app.command()
-@reports_errors
-def delete(
-    doc: Annotated[list[str], typer.Option("--doc", help="key of a document to remove; repeat for several", show_default=False)],
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Remove documents with their passages, token vectors and index entries."""
-    from .indexing import write_lock
-    from .maintenance import delete_documents
-
-    settings = _settings(config, store=store)
-    with _open_store(settings) as st, write_lock(st.path) as held:
-        if not held:
-            raise StoreError(f"another semsearch process is writing to {st.path}; wait for it to finish")
-        removed = delete_documents(st, doc)
-    err.print(f"deleted {len(set(doc)):,} documents ({removed:,} passages)", highlight=False)
+app.command()(check)
+app.command()(delete)
 
 
 def main() -> None:

@@ -6,6 +6,13 @@ A token codec turns a passage's (n, dim) float32 token matrix into one blob:
 - any FAISS standalone codec by its factory string — ``SQ8`` (1 byte a dimension), ``SQ4``,
   ``PQ64`` (64 bytes a token)… — through ``index_factory`` + ``sa_encode``/``sa_decode``. These are
   trained once on a sample of token vectors; the trained codec is serialised into the store.
+
+FAISS codecs store each token as its offset from the passage's mean token vector (a passage's
+tokens share a large common component, so offsets quantise better), plus the mean's length (4
+bytes a passage). On decoding, the offsets are re-centred and added to that length times the
+passage's stored unit sentence vector. The decoded tokens' mean then points exactly along the
+stored sentence vector, so the contribution matrix still sums to the score (up to float rounding):
+quantisation blurs the individual cells, never the decomposition.
 """
 
 from __future__ import annotations
@@ -54,13 +61,15 @@ class Codec(Protocol):
 
     def encode(self, vectors: NDArray[np.float32]) -> bytes: ...
 
-    def decode(self, blob: bytes, n: int) -> NDArray[np.float32]: ...
+    def decode(self, blob: bytes, n: int, direction: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+        """The (n, dim) token vectors; ``direction`` is the passage's unit sentence vector."""
+        ...
 
 
-def _check_size(blob: bytes, n: int, per_token: int) -> None:
-    if len(blob) != n * per_token:
+def _check_size(blob: bytes, n: int, per_token: int, header: int = 0) -> None:
+    if len(blob) != header + n * per_token:
         raise StoreError(
-            f"token blob holds {len(blob)} bytes, expected {n * per_token} for {n} tokens; "
+            f"token blob holds {len(blob)} bytes, expected {header + n * per_token} for {n} tokens; "
             "run 'semsearch check --repair'"
         )
 
@@ -79,7 +88,7 @@ class Float16Codec:
     def encode(self, vectors: NDArray[np.float32]) -> bytes:
         return np.ascontiguousarray(vectors, dtype=F16).tobytes()
 
-    def decode(self, blob: bytes, n: int) -> NDArray[np.float32]:
+    def decode(self, blob: bytes, n: int, direction: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
         _check_size(blob, n, 2 * self.dim)
         return np.frombuffer(blob, dtype=F16).astype(np.float32).reshape(n, self.dim)
 
@@ -106,8 +115,10 @@ class FaissCodec:
     def needs_training(self) -> bool:
         return not self.index.is_trained
 
-    def train(self, sample: NDArray[np.float32]) -> None:
-        self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    def train(self, matrices: list[NDArray[np.float32]]) -> None:
+        """Learn the codec from passages' token matrices (as offsets from each passage's mean)."""
+        offsets = np.vstack([m - m.mean(axis=0) for m in matrices])[:TRAIN_TOKENS]
+        self.index.train(np.ascontiguousarray(offsets, dtype=np.float32))
 
     def state(self) -> bytes:
         """The trained codec, as FAISS serialises it (stored in the store, never pickled)."""
@@ -126,14 +137,20 @@ class FaissCodec:
     def encode(self, vectors: NDArray[np.float32]) -> bytes:
         if self.needs_training:
             raise StoreError(f"token codec {self.name} is not trained yet")
-        codes = self.index.sa_encode(np.ascontiguousarray(vectors, dtype=np.float32))
-        return bytes(codes.tobytes())
+        mean = vectors.mean(axis=0)
+        codes = self.index.sa_encode(np.ascontiguousarray(vectors - mean, dtype=np.float32))
+        return f32_to_bytes(np.array([np.linalg.norm(mean)])) + bytes(codes.tobytes())
 
-    def decode(self, blob: bytes, n: int) -> NDArray[np.float32]:
+    def decode(self, blob: bytes, n: int, direction: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
         size = int(self.index.sa_code_size())
-        _check_size(blob, n, size)
-        codes = np.frombuffer(blob, dtype=np.uint8).reshape(n, size)
-        return np.asarray(self.index.sa_decode(codes), dtype=np.float32)
+        _check_size(blob, n, size, header=4)
+        length = float(np.frombuffer(blob[:4], dtype=F32)[0])
+        codes = np.frombuffer(blob[4:], dtype=np.uint8).reshape(n, size)
+        offsets = np.asarray(self.index.sa_decode(codes), dtype=np.float32)
+        offsets -= offsets.mean(axis=0)
+        if direction is None:
+            return offsets
+        return offsets + np.float32(length) * direction.astype(np.float32)
 
 
 def get_codec(name: str, dim: int, state: bytes | None = None) -> Codec:

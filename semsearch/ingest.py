@@ -171,12 +171,12 @@ def ingest(
 
 def _train_codec(store: Store, codec: codecs.Codec, matrices: list[np.ndarray]) -> None:
     """Train a FAISS token codec on the first chunk's token vectors and keep it in the store."""
-    sample = np.vstack(matrices)[: codecs.TRAIN_TOKENS]
     try:
-        codec.train(sample)  # type: ignore[attr-defined]
+        codec.train(matrices)  # type: ignore[attr-defined]
     except RuntimeError as exc:
+        count = min(sum(len(m) for m in matrices), codecs.TRAIN_TOKENS)
         raise ConfigError(
-            f"cannot train token codec {codec.name!r} on the first {len(sample):,} token vectors "
+            f"cannot train token codec {codec.name!r} on the first {count:,} token vectors "
             f"({str(exc).strip().splitlines()[-1]}); ingest more text at once or use float16 or SQ8"
         ) from None
     store.set_blob("token_codec", codec.state())  # type: ignore[attr-defined]

@@ -50,7 +50,7 @@ def _damaged_passages(store: Store, dim: int, codec: codecs.Codec) -> dict[int, 
             damaged[pid] = f"token ids or offsets do not hold {n} tokens"
             continue
         try:
-            vectors = codec.decode(codes, n)
+            vectors = codec.decode(codes, n)  # offsets only: enough to prove the blob decodes
         except Exception as exc:  # a damaged blob can fail in many ways
             damaged[pid] = f"token vectors cannot be decoded ({exc})"
             continue

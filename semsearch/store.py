@@ -475,7 +475,7 @@ class Store:
         n, ids, offsets, codes = row
         return TokenData(
             text=self.passage(passage_id).text,
-            vectors=codec.decode(codes, n),
+            vectors=codec.decode(codes, n, self.passage_vector(passage_id)),
             token_ids=codecs.ints_from_bytes(ids),
             offsets=codecs.ints_from_bytes(offsets, 2),
         )

@@ -52,7 +52,7 @@ def test_contribution_sum_equals_model_encode_cosine_on_stsb(real_encoder: Sente
     codec = Float16Codec(real_encoder.dim)
     worst = 0.0
     for i, (q, d) in enumerate(zip(left, right)):
-        stored = codec.decode(codec.encode(d.tokens.vectors), len(d.tokens.vectors))  # as explain reads it
+        stored = codec.decode(codec.encode(d.tokens.vectors), len(d.tokens.vectors), d.vector)  # as explain reads it
         total = contribution_matrix(q.tokens.vectors.astype(np.float64), stored.astype(np.float64)).sum()
         cosine = float(reference[i] @ reference[len(pairs) + i])
         worst = max(worst, abs(total - cosine))
