@@ -1,6 +1,6 @@
 """Token codecs: bytes per token against the error they add to explanations, on real data.
 
-Each FAISS codec is trained, as ingest trains it, on the first 65,536 token vectors of a corpus
+Each FAISS codec is trained, as ingest trains it, on the first 32,768 token vectors of a corpus
 (Reuters-21578 paragraphs), then used to store the token vectors of STS-B test sentences. For every
 STS-B pair (sentence 1 as query, kept exact as the query cache keeps it; sentence 2 stored
 through the codec) it measures how far the contribution matrix's sum falls from the index score,
@@ -29,7 +29,7 @@ from semsearch.codec import TRAIN_TOKENS, get_codec  # noqa: E402
 from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
 from semsearch.explain import contribution_matrix, cosine_matrix  # noqa: E402
 
-CODECS = ("float16", "SQ8", "SQ4", "PQ96", "PQ64", "PQ48")
+CODECS = ("float16", "SQ8", "SQ4", "PQ64", "PQ48")
 
 
 def encode_all(enc: SentenceTransformerEncoder, texts: list[str]) -> list:

@@ -28,7 +28,7 @@ from .errors import ConfigError, StoreError
 F32 = np.dtype("<f4")
 F16 = np.dtype("<f2")
 I32 = np.dtype("<i4")
-TRAIN_TOKENS = 65_536  # token vectors a trained codec learns from
+TRAIN_TOKENS = 32_768  # token vectors a trained codec learns from (PQ needs ≥ 9,984 for 256 centroids)
 
 
 def f32_to_bytes(vector: NDArray[np.float32]) -> bytes:

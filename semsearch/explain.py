@@ -119,27 +119,25 @@ def cosine_matrix(q: NDArray[np.float32], d: NDArray[np.float32]) -> NDArray[np.
     return (qn @ dn.T).astype(np.float32)
 
 
-def _group_sum(matrix: NDArray[np.float32], rows: list[list[int]], cols: list[list[int]]) -> NDArray[np.float32]:
-    row_sums = np.stack([matrix[g].sum(axis=0) for g in rows])
-    return np.stack([row_sums[:, g].sum(axis=1) for g in cols], axis=1).astype(np.float32)
+def _membership(groups: list[list[int]], n: int) -> NDArray[np.float64]:
+    """A (groups × tokens) 0/1 matrix: row g marks the tokens of group g."""
+    member = np.zeros((len(groups), n))
+    for g, tokens in enumerate(groups):
+        member[g, tokens] = 1.0
+    return member
 
 
-def word_impact(q: NDArray[np.float64], d: NDArray[np.float64], groups: list[list[int]]) -> NDArray[np.float64]:
-    """Score lost when each group's token vectors are removed from the passage mean."""
+def word_impact(q: NDArray[np.float64], d: NDArray[np.float64], member: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Score lost when each group's token vectors (rows of ``member``) leave the passage mean."""
     qm = q.mean(axis=0)
     qm = qm / max(float(np.linalg.norm(qm)), 1e-12)
     total = d.sum(axis=0)
     base = float(qm @ total) / max(float(np.linalg.norm(total)), 1e-12)
-    impact = np.zeros(len(groups))
-    for k, g in enumerate(groups):
-        if len(g) < len(d):
-            rest = total - d[g].sum(axis=0)
-            impact[k] = base - float(qm @ rest) / max(float(np.linalg.norm(rest)), 1e-12)
+    rest = total[None, :] - member @ d
+    norms = np.linalg.norm(rest, axis=1)
+    impact = base - (rest @ qm) / np.maximum(norms, 1e-12)
+    impact[member.sum(axis=1) >= len(d)] = 0.0  # removing every token leaves nothing to compare
     return impact
-
-
-def _group_mean(vectors: NDArray[np.float32], groups: list[list[int]]) -> NDArray[np.float32]:
-    return np.stack([vectors[g].mean(axis=0) for g in groups])
 
 
 def explain(
@@ -156,9 +154,12 @@ def explain(
     qs, ds = token_side(query, special_tokens, level), token_side(doc, special_tokens, level)
     contribution = contribution_matrix(q, d)
     score = float(contribution.astype(np.float64).sum())
+    md = _membership(ds.groups, len(d))
     if level == "word":
-        contribution = _group_sum(contribution, qs.groups, ds.groups)
-        cosine = cosine_matrix(_group_mean(q, qs.groups), _group_mean(d, ds.groups))
+        mq = _membership(qs.groups, len(q))
+        contribution = (mq @ contribution.astype(np.float64) @ md.T).astype(np.float32)
+        # a word's vector for the cosine is the mean of its pieces' (the scale cancels)
+        cosine = cosine_matrix(mq @ q, md @ d)
     else:
         cosine = cosine_matrix(q, d)
     notes = []
@@ -168,7 +169,7 @@ def explain(
             f"the model pools with {pooling!r}, not 'mean': the contribution matrix does not add "
             "up to its score, so only the cosine matrix is meaningful"
         )
-    impact = word_impact(q, d, ds.groups)
+    impact = word_impact(q, d, md)
     return Explanation(qs, ds, cosine, contribution, score, index_score, level, decomposable, notes, impact)
 
 

@@ -467,15 +467,20 @@ class Store:
         return row
 
     def passage_tokens(self, passage_id: int, codec: codecs.Codec) -> TokenData:
+        """A stored passage's text and decoded token vectors, in one read."""
         row = self.db.execute(
-            "SELECT n, token_ids, offsets, codes FROM tokens WHERE passage_id = ?", [passage_id]
+            "SELECT t.n, t.token_ids, t.offsets, t.codes, p.vector, "
+            "substr(d.text, p.char_start + 1, p.char_end - p.char_start) "
+            "FROM tokens t JOIN passages p ON p.id = t.passage_id JOIN documents d ON d.id = p.document_id "
+            "WHERE t.passage_id = ?",
+            [passage_id],
         ).fetchone()
         if row is None:
             raise NotFoundError(self._unknown_passage(passage_id))
-        n, ids, offsets, codes = row
+        n, ids, offsets, codes, vector, text = row
         return TokenData(
-            text=self.passage(passage_id).text,
-            vectors=codec.decode(codes, n, self.passage_vector(passage_id)),
+            text=text,
+            vectors=codec.decode(codes, n, codecs.f32_from_bytes(vector)),
             token_ids=codecs.ints_from_bytes(ids),
             offsets=codecs.ints_from_bytes(offsets, 2),
         )
