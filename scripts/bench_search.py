@@ -70,6 +70,28 @@ def table(name: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, fac
         print(measure(name, factory, ids, base, queries, truth), flush=True)
 
 
+def sweep(ids: np.ndarray, base: np.ndarray, queries: np.ndarray, factory: str) -> None:
+    """Recall@10 and latency of an IVF index as nprobe grows (the search-time knob)."""
+    exact = VectorIndex.create("Flat", base.shape[1])
+    exact.add(ids, base)
+    truth = exact.search(queries, 10)[1]
+    index = VectorIndex.create(factory, base.shape[1])
+    index.train(base)
+    index.add(ids, base)
+    print(f"\n{factory} on {len(ids):,} real vectors, by nprobe:")
+    print("| nprobe | p50 ms | p99 ms | Recall@10 |")
+    print("| ---: | ---: | ---: | ---: |")
+    for nprobe in (16, 32, 64, 128, 256):
+        index.tune(nprobe, 64)
+        times, found = [], []
+        for q in queries:
+            t = time.perf_counter()
+            found.append(index.search(q, 10)[1][0])
+            times.append(1000 * (time.perf_counter() - t))
+        recall = float(np.mean([len(set(f) & set(g)) / 10 for f, g in zip(found, truth)]))
+        print(f"| {nprobe} | {np.percentile(times, 50):.3f} | {np.percentile(times, 99):.3f} | {recall:.3f} |", flush=True)
+
+
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(2000, dim)).astype(np.float32)
@@ -87,6 +109,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--synthetic", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--sweep", action="store_true", help="also print recall and latency by nprobe on the real vectors")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
     print("| vectors | index | build s | memory MB | p50 ms | p99 ms | batch queries/s | Recall@10 |")
@@ -112,6 +135,8 @@ def main() -> None:
         n = len(ids)
         factories = ["Flat", resolve_factory("auto", n), "HNSW32", f"IVF{resolve_factory('auto', n)[3:].split(',')[0]},SQ8"]
         table(f"{n:,} real", ids, base, queries, list(dict.fromkeys(factories)))
+        if args.sweep:
+            sweep(ids, base, queries, resolve_factory("auto", max(n, 100_000)))
 
         warm = []
         for t in titles[:50]:
@@ -121,6 +146,9 @@ def main() -> None:
         warm_line = (f"whole warm search (encode + index + SQLite rows + query cache) on {n:,} passages: "
                      f"p50 {statistics.median(warm):.1f} ms, p99 {np.percentile(warm, 99):.1f} ms")
 
+    if not args.synthetic:
+        print(warm_line)
+        return
     synth = clustered(args.synthetic, base.shape[1])
     sq = clustered(args.queries, base.shape[1], seed=1)
     sids = np.arange(1, args.synthetic + 1, dtype=np.int64)

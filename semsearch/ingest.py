@@ -19,8 +19,7 @@ from .config import Settings
 from .documents import Document, Item, Rejected
 from .encoder import Encoder, Span
 from .errors import ConfigError, InputError, ModelError, StoreError
-from .index import VectorIndex
-from .indexing import build_index, current_factory, open_index
+from .indexing import open_index
 from .store import NewPassage, Store
 
 Progress = Callable[[int, int], None]
@@ -146,14 +145,13 @@ def ingest(
     started = time.perf_counter()
     prepare_store(store, encoder, settings)
     codec = store.codec()
-    index = open_index(store, save=False)
     report = IngestReport(0, 0, 0, 0, 0, 0.0)
     done_docs = 0
     for chunk in _chunks(documents, encoder, settings):
         stored = store.document_hashes([doc.key for doc, _ in chunk])
         todo = [(doc, spans) for doc, spans in chunk if stored.get(doc.key) != doc.content_hash]
         report.unchanged += len(chunk) - len(todo)
-        written = _encode_and_write(store, encoder, codec, index, todo, settings.batch_size)
+        written = _encode_and_write(store, encoder, codec, todo, settings.batch_size)
         report.documents += len(todo)
         report.replaced += sum(1 for doc, _ in todo if doc.key in stored)
         report.passages += written[0]
@@ -161,10 +159,9 @@ def ingest(
         done_docs += len(chunk)
         if progress:
             progress(done_docs, report.passages)
-    wanted = current_factory(store)
-    if index.stale or not index.is_trained or index.factory != wanted:
-        index = build_index(store, wanted)
-    index.save(store.path)
+    # The index is brought up to date once, from SQLite, when the passages are stored: memory
+    # during ingest stays bounded by the batches, and a crash leaves nothing to reconcile.
+    open_index(store, save=False).save(store.path)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -186,7 +183,6 @@ def _encode_and_write(
     store: Store,
     encoder: Encoder,
     codec: codecs.Codec,
-    index: VectorIndex,
     todo: list[tuple[Document, list[Span]]],
     batch_size: int,
 ) -> tuple[int, int]:
@@ -213,8 +209,5 @@ def _encode_and_write(
         return 0, 0
     if codec.needs_training:
         _train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
-    new_ids, replaced = store.write_documents(docs, codec)
-    index.remove(replaced)
-    if index.is_trained:  # an untrained type (IVF) is built from the store once ingest ends
-        index.add(np.asarray(new_ids, dtype=np.int64), np.vstack([p.vector for _, ps in docs for p in ps]))
+    new_ids, _ = store.write_documents(docs, codec)
     return len(new_ids), tokens
