@@ -59,7 +59,9 @@ class Settings:
         },
     )
     mmap: bool = field(default=False, metadata={"help": "map the index file read-only instead of loading it"})
-    nprobe: int = field(default=16, metadata={"help": "IVF indexes: lists searched per query (recall vs speed)"})
+    nprobe: int = field(
+        default=128, metadata={"help": "IVF indexes: lists searched per query (recall vs speed)"}
+    )
     ef_search: int = field(default=64, metadata={"help": "HNSW indexes: search breadth (recall vs speed)"})
     query_cache: int = field(
         default=100, metadata={"help": "recent queries whose token vectors are kept"}
