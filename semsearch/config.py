@@ -71,10 +71,6 @@ class Settings:
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
-    @classmethod
-    def help_table(cls) -> list[tuple[str, Any, str]]:
-        return [(f.name, f.default, f.metadata["help"]) for f in fields(cls)]
-
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import ConfigError, StoreError
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
@@ -171,7 +171,3 @@ class VectorIndex:
             return None
         return cls(index, info.factory, info.dim, info.max_id)
 
-
-def check_dim(index: VectorIndex, dim: int) -> None:
-    if index.dim != dim:
-        raise StoreError(f"index dimension {index.dim} differs from the store's {dim}; run 'semsearch index build'")
