@@ -22,14 +22,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Resident memory of ``pid`` in MB: (all, anonymous); the rest is mapped files (model, libraries)."""
+    found = {"VmRSS": 0.0, "RssAnon": 0.0}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+            key = line.split(":")[0]
+            if key in found:
+                found[key] = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return found["VmRSS"], found["RssAnon"]
 
 
 def passages(db: Path) -> int:
@@ -64,9 +67,9 @@ def main() -> None:
     cmd = [sys.executable, "-m", "semsearch", "ingest", source, "--store", str(args.store)]
     start = time.perf_counter()
     child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "120"})
-    samples: list[tuple[float, int, float]] = []
+    samples: list[tuple[float, int, float, float]] = []
     while child.poll() is None:
-        samples.append((time.perf_counter() - start, passages(args.store / "semsearch.db"), rss_mb(child.pid)))
+        samples.append((time.perf_counter() - start, passages(args.store / "semsearch.db"), *rss_mb(child.pid)))
         time.sleep(1.0)
     elapsed = time.perf_counter() - start
     err = child.stderr.read() if child.stderr else ""
@@ -76,8 +79,8 @@ def main() -> None:
     print(err.strip().splitlines()[-1])
     print(f"wall time {elapsed:.0f} s; store {sum(p.stat().st_size for p in args.store.iterdir()) / 1e6:,.0f} MB")
 
-    def at(n: int) -> tuple[int, float] | None:
-        hits = [(p, r) for _, p, r in samples if p >= n]
+    def at(n: int) -> tuple[int, float, float] | None:
+        hits = [(p, r, a) for _, p, r, a in samples if p >= n]
         return hits[0] if hits else None
 
     rows = []
@@ -85,13 +88,13 @@ def main() -> None:
         found = at(target)
         if found:
             rows.append(found)
-    print("| passages stored | RSS MB |")
-    print("| ---: | ---: |")
-    for p, r in rows:
-        print(f"| {p:,} | {r:,.0f} |")
+    print("| passages stored | RSS MB | of which anonymous MB |")
+    print("| ---: | ---: | ---: |")
+    for p, r, a in rows:
+        print(f"| {p:,} | {r:,.0f} | {a:,.0f} |")
     if len(rows) >= 2:
         print(f"RSS at {rows[-1][0]:,} passages is {rows[-1][1] / rows[0][1]:.2f}x that at {rows[0][0]:,}")
-    print(f"peak RSS {max(r for _, _, r in samples):,.0f} MB")
+    print(f"peak RSS {max(s[2] for s in samples):,.0f} MB")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ in one transaction with all their passages, so a crash never leaves half a docum
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -157,6 +159,7 @@ def ingest(
         report.passages += written[0]
         report.tokens += written[1]
         done_docs += len(chunk)
+        _release_freed_memory()
         if progress:
             progress(done_docs, report.passages)
     # The index is brought up to date once, from SQLite, when the passages are stored: memory
@@ -164,6 +167,23 @@ def ingest(
     open_index(store, save=False).save(store.path)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap memory back to the system (glibc only; elsewhere a no-op).
+
+    Batches of varying shapes leave glibc's heap fragmented, and resident memory then creeps up with
+    the corpus; trimming once a chunk keeps it flat (scripts/bench_memory.py).
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(name) if name else None
+        _malloc_trim = getattr(libc, "malloc_trim", None) or (lambda pad: 0)
+    _malloc_trim(0)
+
+
+_malloc_trim: Callable[[int], int] | None = None
 
 
 def _train_codec(store: Store, codec: codecs.Codec, matrices: list[np.ndarray]) -> None:

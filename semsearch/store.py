@@ -84,7 +84,33 @@ def m003_create_blobs(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
 
 
-SCHEMA_VERSION = 3  # the number of migrations above
+@migrations()
+def m004_count_passages(db: sqlite_utils.Database) -> None:
+    """Keep (count, max id) of the passages in one row, so that a search can tell whether its
+    loaded index is current without counting the passages (count(*) took ~12 ms at 105k)."""
+    db.execute(
+        """CREATE TABLE passage_stats (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            count INTEGER NOT NULL,
+            max_id INTEGER NOT NULL)"""
+    )
+    db.execute("INSERT INTO passage_stats SELECT 1, count(*), coalesce(max(id), 0) FROM passages")
+    db.execute(
+        """CREATE TRIGGER passage_stats_insert AFTER INSERT ON passages BEGIN
+            UPDATE passage_stats SET count = count + 1, max_id = max(max_id, NEW.id) WHERE id = 1;
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER passage_stats_delete AFTER DELETE ON passages BEGIN
+            UPDATE passage_stats SET count = count - 1,
+                max_id = CASE WHEN OLD.id >= max_id
+                              THEN (SELECT coalesce(max(id), 0) FROM passages) ELSE max_id END
+            WHERE id = 1;
+        END"""
+    )
+
+
+SCHEMA_VERSION = 4  # the number of migrations above
 
 
 @dataclass
@@ -383,9 +409,23 @@ class Store:
             last = rows[-1][0]
 
     def passage_fingerprint(self) -> tuple[int, int]:
-        """(count, max id) of the stored passages: what a synced index must hold."""
+        """(count, max id) of the stored passages: what a synced index must hold.
+
+        Read from the row that triggers keep current (migration m004), not counted.
+        """
+        count, top = self.db.execute("SELECT count, max_id FROM passage_stats WHERE id = 1").fetchone()
+        return count, top
+
+    def counted_fingerprint(self) -> tuple[int, int]:
+        """(count, max id) counted from the passages themselves (what ``check`` compares)."""
         count, top = self.db.execute("SELECT count(*), coalesce(max(id), 0) FROM passages").fetchone()
         return count, top
+
+    def recount_passages(self) -> None:
+        with self.writing():
+            self.db.execute(
+                "UPDATE passage_stats SET count = ?, max_id = ? WHERE id = 1", list(self.counted_fingerprint())
+            )
 
     def iter_vectors(
         self, after_id: int = 0, batch: int = 10_000

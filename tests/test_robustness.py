@@ -180,11 +180,17 @@ def test_an_older_store_is_upgraded_by_the_migrations(tmp_path: Path) -> None:
     migrations.apply(db, stop_before="m002_add_document_ingested_at")
     db["meta"].insert({"key": "format", "value": "semsearch-store"})
     db.execute("INSERT INTO documents (key, source, text, meta, content_hash) VALUES ('k', 's', 't', '{}', 'h')")
+    for pid in (3, 7):
+        db.execute(
+            "INSERT INTO passages (id, document_id, ordinal, char_start, char_end, vector) VALUES (?, 1, 0, 0, 1, x'00')",
+            [pid],
+        )
     db.conn.commit()
     db.close()
     with Store.open(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 3
+        assert store.schema_version() == SCHEMA_VERSION == 4
         assert store.db.execute("SELECT ingested_at FROM documents WHERE key = 'k'").fetchone()[0] > 0
+        assert store.passage_fingerprint() == (2, 7)  # m004 counted what was there
 
 
 # concurrency -------------------------------------------------------------------------------

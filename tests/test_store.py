@@ -113,6 +113,31 @@ def test_index_catches_up_with_passages_it_missed(tmp_path: Path) -> None:
         assert build_index(st, "Flat").ntotal == 20
 
 
+def test_kept_passage_count_follows_inserts_replacements_and_deletes(tmp_path: Path) -> None:
+    from semsearch.maintenance import check_store, delete_documents
+    from tests.conftest import HashEncoder
+
+    settings = load_settings(overrides={"store": str(tmp_path / "s")})
+    with Store.open(tmp_path / "s", create=True) as st:
+        ingest(st, HashEncoder(), _docs(12), settings)
+        assert st.passage_fingerprint() == st.counted_fingerprint()
+        assert st.passage_fingerprint()[0] == 12
+        changed = [Document(d.key, d.text + " changed", source=d.source) for d in _docs(3)]
+        ingest(st, HashEncoder(), changed, settings)  # replaces three documents
+        assert st.passage_fingerprint() == st.counted_fingerprint()
+        top_key = st.db.execute(
+            "SELECT d.key FROM documents d JOIN passages p ON p.document_id = d.id ORDER BY p.id DESC LIMIT 1"
+        ).fetchone()[0]
+        delete_documents(st, [top_key])  # the highest id goes: max id must drop with it
+        assert st.passage_fingerprint() == st.counted_fingerprint()
+        assert st.passage_fingerprint()[0] == 11
+        st.db.execute("UPDATE passage_stats SET count = 5")
+        report = check_store(st)
+        assert any("passage count" in p.what for p in report.problems)
+        assert check_store(st, repair=True).repaired
+        assert check_store(st).ok and st.passage_fingerprint() == st.counted_fingerprint()
+
+
 @pytest.mark.parametrize(("codec", "per_token"), [("SQ8", 16), ("SQ4", 8), ("PQ4x4", 2)])
 def test_trained_faiss_codecs_are_stored_and_explain_stays_close(
     codec: str, per_token: int, tmp_path: Path, fake_encoder: object, monkeypatch: pytest.MonkeyPatch
