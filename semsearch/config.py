@@ -54,8 +54,9 @@ class Settings:
     index: str = field(
         default="auto",
         metadata={
-            "help": "sentence-vector index: 'auto' (exact Flat below 100k passages, then IVF, "
-            "with SQ8 codes from 1M) or any FAISS factory string such as 'Flat', 'HNSW32', 'IVF4096,SQ8'"
+            "help": "sentence-vector index: 'auto' (exact Flat below 100k passages, then IVF with "
+            "4-bit fast-scan PQ codes re-scored from float16 vectors) or any FAISS factory string such as "
+            "'Flat', 'HNSW32', 'IVF4096,SQ8'"
         },
     )
     mmap: bool = field(default=False, metadata={"help": "map the index file read-only instead of loading it"})
@@ -63,6 +64,10 @@ class Settings:
         default=128, metadata={"help": "IVF indexes: lists searched per query (recall vs speed)"}
     )
     ef_search: int = field(default=64, metadata={"help": "HNSW indexes: search breadth (recall vs speed)"})
+    k_factor: int = field(
+        default=32,
+        metadata={"help": "indexes with a Refine stage ('auto' from 100k): candidates re-scored per result"},
+    )
     query_cache: int = field(
         default=100, metadata={"help": "recent queries whose token vectors are kept"}
     )
@@ -76,7 +81,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "long_documents": ("split", "truncate"),
 }
-POSITIVE = ("batch_size", "sort_window", "query_cache", "nprobe", "ef_search")
+POSITIVE = ("batch_size", "sort_window", "query_cache", "nprobe", "ef_search", "k_factor")
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:

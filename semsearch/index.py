@@ -59,10 +59,11 @@ class VectorIndex:
         self.max_id = max_id
         self.stale = False  # set when a removal is not supported: rebuild from the store
 
-    def tune(self, nprobe: int, ef_search: int) -> None:
-        """Apply the search-time knobs that this index type has (IVF nprobe, HNSW efSearch)."""
+    def tune(self, nprobe: int, ef_search: int, k_factor: int = 32) -> None:
+        """Apply the search-time knobs that this index type has (IVF nprobe, HNSW efSearch,
+        the candidates a Refine stage re-scores per result)."""
         space = _faiss().ParameterSpace()
-        for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
+        for name, value in (("nprobe", nprobe), ("efSearch", ef_search), ("k_factor_rf", k_factor)):
             try:
                 space.set_index_parameter(self.index, name, value)
             except RuntimeError:
@@ -133,11 +134,33 @@ class VectorIndex:
         faiss = _faiss()
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         inner = faiss.downcast_index(self.index)
+        wrapped = faiss.downcast_index(inner.index) if hasattr(inner, "id_map") else None
+        if isinstance(wrapped, faiss.IndexRefine):
+            return self._search_refine(q, k, allowed, inner, wrapped)
         if isinstance(inner, faiss.IndexIVF):
             params = faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
         else:
             params = faiss.SearchParameters(sel=selector)
         return self.index.search(q, k, params=params)  # type: ignore[no-any-return]
+
+    def _search_refine(
+        self, q: NDArray[np.float32], k: int, allowed: NDArray[np.int64], idmap: Any, refine: Any
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """A filtered search through IDMap2(Refine(IVF …)): FAISS translates the selector for the
+        outer layer only, so select by internal position here and map the labels back."""
+        faiss = _faiss()
+        id_map = faiss.vector_to_array(idmap.id_map).astype(np.int64)
+        positions = np.flatnonzero(np.isin(id_map, allowed)).astype(np.int64)
+        selector = faiss.IDSelectorBatch(positions)
+        base = faiss.downcast_index(refine.base_index)
+        base_params = (
+            faiss.SearchParametersIVF(sel=selector, nprobe=base.nprobe)
+            if isinstance(base, faiss.IndexIVF)
+            else faiss.SearchParameters(sel=selector)
+        )
+        params = faiss.IndexRefineSearchParameters(sel=selector, k_factor=refine.k_factor, base_index_params=base_params)
+        scores, labels = refine.search(q, k, params=params)
+        return scores, np.where(labels >= 0, id_map[np.maximum(labels, 0)], -1)
 
     def save(self, directory: Path) -> None:
         faiss = _faiss()

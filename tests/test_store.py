@@ -182,11 +182,35 @@ def test_unknown_codec_is_refused_before_the_store_is_touched(tmp_path: Path, fa
 def test_auto_index_picks_by_size() -> None:
     from semsearch.indexing import resolve_factory
 
-    assert resolve_factory("auto", 5_000) == "Flat"
-    assert resolve_factory("auto", 126_000) == "IVF1024,Flat"
-    assert resolve_factory("auto", 1_000_000) == "IVF4096,SQ8"
-    assert resolve_factory("auto", 10_000_000) == "IVF16384,SQ8"
-    assert resolve_factory("HNSW32", 10) == "HNSW32"
+    assert resolve_factory("auto", 5_000, 384) == "Flat"
+    assert resolve_factory("auto", 126_000, 384) == "IVF1024,PQ96x4fs,Refine(SQfp16)"
+    assert resolve_factory("auto", 1_000_000, 384) == "IVF4096,PQ96x4fs,Refine(SQfp16)"
+    assert resolve_factory("auto", 10_000_000, 768) == "IVF16384,PQ192x4fs,Refine(SQfp16)"
+    assert resolve_factory("auto", 126_000, 390) == "IVF1024,Flat"
+    assert resolve_factory("HNSW32", 10, 384) == "HNSW32"
+
+
+def test_refined_fast_scan_index_filters_by_id_and_survives_a_delete(tmp_path: Path) -> None:
+    """The 'auto' layout from 100k (IDMap2 over Refine over IVF fast-scan PQ), at toy size."""
+    from semsearch.indexing import IndexOptions
+    from semsearch.maintenance import check_store, delete_documents
+    from tests.conftest import HashEncoder
+
+    settings = load_settings(overrides={"store": str(tmp_path / "s"), "index": "IVF4,PQ4x4fs,Refine(SQfp16)"})
+    with Store.open(tmp_path / "s", create=True) as st:
+        ingest(st, HashEncoder(), _docs(80), settings)
+        index = open_index(st, options=IndexOptions(nprobe=4, k_factor=80))
+        ids, vectors = next(st.iter_vectors())
+        query = vectors[7]
+        allowed = ids[ids % 3 == 0]
+        got_scores, got = index.search(query, 5, allowed)
+        order = np.argsort(-(vectors @ query), kind="stable")
+        expected = [int(i) for i in ids[order] if i % 3 == 0][:5]
+        assert set(got[0].tolist()) <= set(allowed.tolist())
+        assert got[0].tolist() == expected  # every list probed, every candidate re-scored: exact
+        np.testing.assert_allclose(got_scores[0], np.sort(vectors[np.isin(ids, expected)] @ query)[::-1], atol=2e-3)
+        delete_documents(st, ["d7"])
+        assert 8 not in open_index(st).ids() and check_store(st).ok
 
 
 def test_mmap_index_gives_the_same_hits(tmp_path: Path) -> None:
