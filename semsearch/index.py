@@ -58,10 +58,14 @@ class VectorIndex:
         self.dim = dim
         self.max_id = max_id
         self.stale = False  # set when a removal is not supported: rebuild from the store
+        self._tuned: tuple[int, int, int] | None = None
 
     def tune(self, nprobe: int, ef_search: int, k_factor: int = 32) -> None:
         """Apply the search-time knobs that this index type has (IVF nprobe, HNSW efSearch,
         the candidates a Refine stage re-scores per result)."""
+        if self._tuned == (nprobe, ef_search, k_factor):
+            return
+        self._tuned = (nprobe, ef_search, k_factor)
         space = _faiss().ParameterSpace()
         for name, value in (("nprobe", nprobe), ("efSearch", ef_search), ("k_factor_rf", k_factor)):
             try:

@@ -2,7 +2,8 @@
 
 Documents are read in chunks of about ``batch_size × sort_window`` passages; a chunk's passages
 are sorted by token count before batching (less padding), and each chunk's documents are written
-in one transaction with all their passages, so a crash never leaves half a document.
+in one transaction with all their passages, so a crash never leaves half a document. A writer
+thread stores one chunk while the model encodes the next.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -143,30 +146,112 @@ def ingest(
     settings: Settings,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Encode and store ``documents``; unchanged ones (same key and text) are skipped."""
+    """Encode and store ``documents``; unchanged ones (same key and text) are skipped.
+
+    Writing overlaps encoding: while the model encodes one chunk, a writer thread (with its own
+    connection) stores the previous one in its transaction. At most one encoded chunk waits.
+    """
     started = time.perf_counter()
     prepare_store(store, encoder, settings)
-    codec = store.codec()
     report = IngestReport(0, 0, 0, 0, 0, 0.0)
     done_docs = 0
-    for chunk in _chunks(documents, encoder, settings):
-        stored = store.document_hashes([doc.key for doc, _ in chunk])
-        todo = [(doc, spans) for doc, spans in chunk if stored.get(doc.key) != doc.content_hash]
-        report.unchanged += len(chunk) - len(todo)
-        written = _encode_and_write(store, encoder, codec, todo, settings.batch_size)
-        report.documents += len(todo)
-        report.replaced += sum(1 for doc, _ in todo if doc.key in stored)
-        report.passages += written[0]
-        report.tokens += written[1]
-        done_docs += len(chunk)
-        _release_freed_memory()
-        if progress:
-            progress(done_docs, report.passages)
+    with _Writer(store) as writer:
+        for chunk in _chunks(documents, encoder, settings):
+            stored = store.document_hashes([doc.key for doc, _ in chunk])
+            todo = [(doc, spans) for doc, spans in chunk if stored.get(doc.key) != doc.content_hash]
+            report.unchanged += len(chunk) - len(todo)
+            docs, tokens = _encode(encoder, todo, settings.batch_size)
+            writer.put(docs)
+            report.documents += len(todo)
+            report.replaced += sum(1 for doc, _ in todo if doc.key in stored)
+            report.tokens += tokens
+            done_docs += len(chunk)
+            _release_freed_memory()
+            if progress:
+                progress(done_docs, writer.passages)
+    report.passages = writer.passages
+    if progress:
+        progress(done_docs, report.passages)
     # The index is brought up to date once, from SQLite, when the passages are stored: memory
     # during ingest stays bounded by the batches, and a crash leaves nothing to reconcile.
     open_index(store, save=False).save(store.path)
     report.seconds = time.perf_counter() - started
     return report
+
+
+Chunk = list[tuple[Document, list[NewPassage]]]
+
+
+class _Writer:
+    """Stores encoded chunks on a thread of its own, one transaction per chunk.
+
+    ``put`` hands over a chunk, waiting while one is already queued; a failure in the writer is
+    raised by the next ``put`` or on leaving the ``with`` block. Leaving early (an error while
+    reading or encoding) lets the chunk being written finish and drops the queued one: each
+    chunk is its own transaction, so the store stays whole either way.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.path = store.path
+        self.passages = 0
+        self._queue: queue.Queue[Chunk | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="semsearch-writer", daemon=True)
+
+    def __enter__(self) -> _Writer:
+        self._thread.start()
+        return self
+
+    def put(self, docs: Chunk) -> None:
+        while True:
+            self._raise()
+            try:
+                self._queue.put(docs, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if exc is not None:
+            self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+        if exc is None:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._stop.set()
+            raise error
+
+    def _run(self) -> None:
+        try:
+            with Store.open(self.path) as store:
+                codec = store.codec()
+                while not self._stop.is_set():
+                    docs = self._queue.get()
+                    if docs is None or self._stop.is_set():
+                        return
+                    if not docs:
+                        continue
+                    if codec.needs_training:
+                        _train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
+                    new_ids, _ = store.write_documents(docs, codec)
+                    self.passages += len(new_ids)
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            self._error = exc
+            while True:  # unblock a put that is waiting for room
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
 
 
 def _release_freed_memory() -> None:
@@ -199,13 +284,8 @@ def _train_codec(store: Store, codec: codecs.Codec, matrices: list[np.ndarray]) 
     store.set_blob("token_codec", codec.state())  # type: ignore[attr-defined]
 
 
-def _encode_and_write(
-    store: Store,
-    encoder: Encoder,
-    codec: codecs.Codec,
-    todo: list[tuple[Document, list[Span]]],
-    batch_size: int,
-) -> tuple[int, int]:
+def _encode(encoder: Encoder, todo: list[tuple[Document, list[Span]]], batch_size: int) -> tuple[Chunk, int]:
+    """Encode a chunk's passages, shortest first (little padding): (documents with passages, tokens)."""
     items = [(d, o, span) for d, (doc, spans) in enumerate(todo) for o, span in enumerate(spans)]
     items.sort(key=lambda item: item[2].n_tokens)
     per_doc: list[list[NewPassage | None]] = [[None] * len(spans) for _, spans in todo]
@@ -225,9 +305,4 @@ def _encode_and_write(
             )
             tokens += len(enc.tokens.token_ids)
     docs = [(doc, [p for p in per_doc[d] if p is not None]) for d, (doc, _) in enumerate(todo)]
-    if not docs:
-        return 0, 0
-    if codec.needs_training:
-        _train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
-    new_ids, _ = store.write_documents(docs, codec)
-    return len(new_ids), tokens
+    return docs, tokens

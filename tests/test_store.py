@@ -190,6 +190,44 @@ def test_auto_index_picks_by_size() -> None:
     assert resolve_factory("HNSW32", 10, 384) == "HNSW32"
 
 
+def test_a_failing_write_or_encode_stops_ingest_with_its_error_and_keeps_whole_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing runs on its own thread: its failure must reach the caller, and nothing may hang."""
+    from tests.conftest import HashEncoder
+
+    settings = load_settings(overrides={"store": str(tmp_path / "s"), "batch_size": 2, "sort_window": 1})
+    real_write = Store.write_documents
+    calls = {"n": 0}
+
+    def failing_write(self: Store, docs: object, codec: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full (simulated)")
+        return real_write(self, docs, codec)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "write_documents", failing_write)
+    with Store.open(tmp_path / "s", create=True) as st, pytest.raises(OSError, match="disk full"):
+        ingest(st, HashEncoder(), _docs(20), settings)
+    monkeypatch.setattr(Store, "write_documents", real_write)
+    with Store.open(tmp_path / "s") as st:
+        assert st.counts()["documents"] == 4  # two whole chunks of two documents
+
+    class BrokenEncoder(HashEncoder):
+        def encode(self, texts: list[str]) -> list:  # type: ignore[override]
+            if self.calls == 5:
+                raise RuntimeError("model failed (simulated)")
+            return super().encode(texts)
+
+    with Store.open(tmp_path / "s") as st, pytest.raises(RuntimeError, match="model failed"):
+        ingest(st, BrokenEncoder(), _docs(20), settings)
+    with Store.open(tmp_path / "s") as st:
+        documents = st.counts()["documents"]
+        assert 4 <= documents < 20 and documents % 2 == 0
+        ingest(st, HashEncoder(), _docs(20), settings)  # resumes: unchanged documents are skipped
+        assert st.counts()["documents"] == 20 and st.passage_fingerprint()[0] == 20
+
+
 def test_refined_fast_scan_index_filters_by_id_and_survives_a_delete(tmp_path: Path) -> None:
     """The 'auto' layout from 100k (IDMap2 over Refine over IVF fast-scan PQ), at toy size."""
     from semsearch.indexing import IndexOptions
