@@ -76,7 +76,8 @@ def main() -> None:
     if child.returncode != 0:
         sys.exit(f"ingest failed:\n{err}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; `{' '.join(cmd[1:])}`")
-    print(err.strip().splitlines()[-1])
+    summary = err[err.rfind("Ingested") :] if "Ingested" in err else err.strip().splitlines()[-1]
+    print(" ".join(summary.split()))
     print(f"wall time {elapsed:.0f} s; store {sum(p.stat().st_size for p in args.store.iterdir()) / 1e6:,.0f} MB")
 
     def at(n: int) -> tuple[int, float, float] | None:

@@ -43,3 +43,17 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     ci = (REPO / ".ci" / "run").read_text()
     test_line = next(line for line in ci.splitlines() if line.startswith("bash scripts/"))
     assert test_line in readme
+
+
+def test_config_yaml_lists_every_setting_with_its_default() -> None:
+    import dataclasses
+
+    import yaml
+
+    from semsearch.config import Settings
+
+    listed = yaml.safe_load((REPO / "config.yaml").read_text())
+    defaults = {f.name: getattr(Settings(), f.name) for f in dataclasses.fields(Settings)}
+    assert set(listed) == set(defaults)
+    for name, value in defaults.items():
+        assert listed[name] == value or (value == "" and listed[name] in ("", None)), name
