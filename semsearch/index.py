@@ -55,8 +55,8 @@ def _one_thread_for(queries: int) -> Iterator[None]:
     """Search a single query on one FAISS thread.
 
     FAISS splits work across queries, so one query uses one thread anyway, while its idle OpenMP
-    threads spin after each call and slow the next query's model pass: a warm search loop took
-    39.5 ms a query with FAISS on 2 threads and 29.5 ms on 1 (105k Reuters store).
+    threads spin after each call and slow the next query's model pass (scripts/bench_search.py's
+    warm search).
     """
     if queries != 1:
         yield
