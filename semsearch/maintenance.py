@@ -89,9 +89,9 @@ def check_store(store: Store, repair: bool = False) -> CheckReport:
         report.problems.append(Problem(f"document {key!r} has no passages", "check --repair removes it; ingest it again"))
     if orphans:
         report.problems.append(Problem(f"{orphans} token rows belong to no passage", "check --repair deletes them"))
-    stats_ok = store.passage_fingerprint() == store.counted_fingerprint()
+    stats_ok = store.kept_stats() == store.counted_stats()
     if not stats_ok:
-        report.problems.append(Problem("the passage count kept for searches is wrong", "check --repair recounts"))
+        report.problems.append(Problem("the passage and token counts kept for searches and info are wrong", "check --repair recounts"))
     index = VectorIndex.load(store.path)
     index_ok = index is not None and index.factory == current_factory(store)
     if not index_ok:
@@ -107,7 +107,7 @@ def check_store(store: Store, repair: bool = False) -> CheckReport:
             if orphans:
                 store.db.execute("DELETE FROM tokens WHERE passage_id NOT IN (SELECT id FROM passages)")
                 report.repaired.append(f"deleted {orphans} orphaned token rows")
-        if not stats_ok or damaged_docs:
+        if not stats_ok or damaged_docs or orphans:
             store.recount_passages()
             if not stats_ok:
                 report.repaired.append("recounted the passages")

@@ -86,15 +86,22 @@ def m003_create_blobs(db: sqlite_utils.Database) -> None:
 
 @migrations()
 def m004_count_passages(db: sqlite_utils.Database) -> None:
-    """Keep (count, max id) of the passages in one row, so that a search can tell whether its
-    loaded index is current without counting the passages (a scan of the whole table)."""
+    """Keep the passages' count and highest id, and the stored tokens' count and bytes, in one
+    row kept by triggers: a search can tell whether its loaded index is current, and ``info``
+    can report sizes, without scanning the tables."""
     db.execute(
         """CREATE TABLE passage_stats (
             id INTEGER PRIMARY KEY CHECK (id = 1),
             count INTEGER NOT NULL,
-            max_id INTEGER NOT NULL)"""
+            max_id INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            token_bytes INTEGER NOT NULL)"""
     )
-    db.execute("INSERT INTO passage_stats SELECT 1, count(*), coalesce(max(id), 0) FROM passages")
+    db.execute(
+        "INSERT INTO passage_stats SELECT 1, (SELECT count(*) FROM passages), "
+        "(SELECT coalesce(max(id), 0) FROM passages), (SELECT coalesce(sum(n), 0) FROM tokens), "
+        "(SELECT coalesce(sum(length(codes)), 0) FROM tokens)"
+    )
     db.execute(
         """CREATE TRIGGER passage_stats_insert AFTER INSERT ON passages BEGIN
             UPDATE passage_stats SET count = count + 1, max_id = max(max_id, NEW.id) WHERE id = 1;
@@ -106,6 +113,18 @@ def m004_count_passages(db: sqlite_utils.Database) -> None:
                 max_id = CASE WHEN OLD.id >= max_id
                               THEN (SELECT coalesce(max(id), 0) FROM passages) ELSE max_id END
             WHERE id = 1;
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER token_stats_insert AFTER INSERT ON tokens BEGIN
+            UPDATE passage_stats SET tokens = tokens + NEW.n,
+                token_bytes = token_bytes + length(NEW.codes) WHERE id = 1;
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER token_stats_delete AFTER DELETE ON tokens BEGIN
+            UPDATE passage_stats SET tokens = tokens - OLD.n,
+                token_bytes = token_bytes - length(OLD.codes) WHERE id = 1;
         END"""
     )
 
@@ -368,11 +387,11 @@ class Store:
     # reads ---------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         docs = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
-        passages, tokens = self.db.execute("SELECT count(*), coalesce(sum(n), 0) FROM tokens").fetchone()
+        passages, tokens = self.db.execute("SELECT count, tokens FROM passage_stats WHERE id = 1").fetchone()
         return {"documents": docs, "passages": passages, "tokens": tokens}
 
     def token_bytes(self) -> int:
-        return self.db.execute("SELECT coalesce(sum(length(codes)), 0) FROM tokens").fetchone()[0]
+        return int(self.db.execute("SELECT token_bytes FROM passage_stats WHERE id = 1").fetchone()[0])
 
     def all_passage_ids(self) -> NDArray[np.int64]:
         rows = self.db.execute("SELECT id FROM passages ORDER BY id").fetchall()
@@ -416,15 +435,21 @@ class Store:
         count, top = self.db.execute("SELECT count, max_id FROM passage_stats WHERE id = 1").fetchone()
         return count, top
 
-    def counted_fingerprint(self) -> tuple[int, int]:
-        """(count, max id) counted from the passages themselves (what ``check`` compares)."""
+    def kept_stats(self) -> tuple[int, int, int, int]:
+        """(passages, max id, tokens, token bytes) as the triggers kept them."""
+        return tuple(self.db.execute("SELECT count, max_id, tokens, token_bytes FROM passage_stats WHERE id = 1").fetchone())  # type: ignore[return-value]
+
+    def counted_stats(self) -> tuple[int, int, int, int]:
+        """The same four, counted from the tables (what ``check`` compares)."""
         count, top = self.db.execute("SELECT count(*), coalesce(max(id), 0) FROM passages").fetchone()
-        return count, top
+        tokens, size = self.db.execute("SELECT coalesce(sum(n), 0), coalesce(sum(length(codes)), 0) FROM tokens").fetchone()
+        return count, top, tokens, size
 
     def recount_passages(self) -> None:
         with self.writing():
             self.db.execute(
-                "UPDATE passage_stats SET count = ?, max_id = ? WHERE id = 1", list(self.counted_fingerprint())
+                "UPDATE passage_stats SET count = ?, max_id = ?, tokens = ?, token_bytes = ? WHERE id = 1",
+                list(self.counted_stats()),
             )
 
     def iter_vectors(

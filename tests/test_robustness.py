@@ -191,6 +191,7 @@ def test_an_older_store_is_upgraded_by_the_migrations(tmp_path: Path) -> None:
         assert store.schema_version() == SCHEMA_VERSION == 4
         assert store.db.execute("SELECT ingested_at FROM documents WHERE key = 'k'").fetchone()[0] > 0
         assert store.passage_fingerprint() == (2, 7)  # m004 counted what was there
+        assert store.counts()["passages"] == 2
 
 
 # concurrency -------------------------------------------------------------------------------
