@@ -36,17 +36,13 @@ from semsearch.indexing import IndexOptions, resolve_factory  # noqa: E402
 from semsearch.store import Store  # noqa: E402
 
 
-def exact_top10(ids: np.ndarray, base: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    exact = VectorIndex.create("Flat", base.shape[1])
-    exact.add(ids, base)
-    return exact.search(queries, 10)
-
-
 Truth = tuple[np.ndarray, np.ndarray, dict[int, np.ndarray], np.ndarray]
 
 
 def ground_truth(ids: np.ndarray, base: np.ndarray, queries: np.ndarray) -> Truth:
-    scores, top = exact_top10(ids, base, queries)
+    exact = VectorIndex.create("Flat", base.shape[1])
+    exact.add(ids, base)
+    scores, top = exact.search(queries, 10)
     return scores, top, {int(i): v for i, v in zip(ids, base)}, queries
 
 
@@ -64,58 +60,65 @@ def recall_at_10(found: np.ndarray, truth: Truth) -> float:
     return total / len(found)
 
 
-def measure(name: str, factory: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, truth: Truth) -> str:
+def one_at_a_time(index: VectorIndex, queries: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Each query's top-10 ids and its latency in ms."""
+    found = np.zeros((len(queries), 10), dtype=np.int64)
+    times = []
+    for i, q in enumerate(queries):
+        t = time.perf_counter()
+        found[i] = index.search(q, 10)[1][0]
+        times.append(1000 * (time.perf_counter() - t))
+    return found, times
+
+
+def measure(factory: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, truth: Truth) -> tuple[str, VectorIndex]:
+    """A table row for ``factory`` at the default knobs, and the index built for it."""
     start = time.perf_counter()
     index = VectorIndex.create(factory, base.shape[1])
     if not index.is_trained:
-        step = max(1, len(base) // 200_000)
-        index.train(base[::step])
+        index.train(base[:: max(1, len(base) // 200_000)])
     for lo in range(0, len(base), 100_000):
         index.add(ids[lo : lo + 100_000], base[lo : lo + 100_000])
     build = time.perf_counter() - start
     opts = IndexOptions()
     index.tune(opts.nprobe, opts.ef_search, opts.k_factor)
     memory = len(faiss.serialize_index(index.index))
-    single = []
-    found = np.zeros((len(queries), 10), dtype=np.int64)
-    for i, q in enumerate(queries):
-        t = time.perf_counter()
-        found[i] = index.search(q, 10)[1][0]
-        single.append(1000 * (time.perf_counter() - t))
+    found, single = one_at_a_time(index, queries)
     t = time.perf_counter()
     index.search(queries, 10)
     batch_qps = len(queries) / (time.perf_counter() - t)
-    recall = recall_at_10(found, truth)
-    return (
-        f"| {name} | {factory} | {build:.1f} | {memory / 1e6:,.0f} | {np.percentile(single, 50):.3f} | "
-        f"{np.percentile(single, 99):.3f} | {batch_qps:,.0f} | {recall:.3f} |"
+    row = (
+        f"{factory} | {build:.1f} | {memory / 1e6:,.0f} | {np.percentile(single, 50):.3f} | "
+        f"{np.percentile(single, 99):.3f} | {batch_qps:,.0f} | {recall_at_10(found, truth):.3f} |"
     )
+    return row, index
 
 
-def table(name: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, factories: list[str]) -> None:
-    truth = ground_truth(ids, base, queries)
-    for factory in factories:
-        print(measure(name, factory, ids, base, queries, truth), flush=True)
-
-
-def sweep(name: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, factory: str) -> None:
+def sweep(index: VectorIndex, queries: np.ndarray, truth: Truth) -> list[str]:
     """Recall@10 and latency of an IVF index as nprobe grows (the search-time knob)."""
-    truth = ground_truth(ids, base, queries)
-    index = VectorIndex.create(factory, base.shape[1])
-    index.train(base[:: max(1, len(base) // 200_000)])
-    index.add(ids, base)
-    print(f"\n{factory} on {name} vectors, by nprobe:")
-    print("| nprobe | p50 ms | p99 ms | Recall@10 |")
-    print("| ---: | ---: | ---: | ---: |")
+    opts = IndexOptions()
+    lines = ["| nprobe | p50 ms | p99 ms | Recall@10 |", "| ---: | ---: | ---: | ---: |"]
     for nprobe in (16, 32, 64, 128, 256):
-        index.tune(nprobe, 64, IndexOptions().k_factor)
-        times, found = [], []
-        for q in queries:
-            t = time.perf_counter()
-            found.append(index.search(q, 10)[1][0])
-            times.append(1000 * (time.perf_counter() - t))
-        recall = recall_at_10(np.array(found), truth)
-        print(f"| {nprobe} | {np.percentile(times, 50):.3f} | {np.percentile(times, 99):.3f} | {recall:.3f} |", flush=True)
+        index.tune(nprobe, opts.ef_search, opts.k_factor)
+        found, times = one_at_a_time(index, queries)
+        lines.append(
+            f"| {nprobe} | {np.percentile(times, 50):.3f} | {np.percentile(times, 99):.3f} | {recall_at_10(found, truth):.3f} |"
+        )
+    return lines
+
+
+def table(name: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, factories: list[str], swept: str | None) -> None:
+    """One row per factory; then, for ``swept``, recall and latency by nprobe on the same index."""
+    truth = ground_truth(ids, base, queries)
+    by_nprobe: list[str] = []
+    for factory in factories:
+        row, index = measure(factory, ids, base, queries, truth)
+        print(f"| {name} | {row}", flush=True)
+        if factory == swept:
+            by_nprobe = [f"\n{factory} on {name} vectors, by nprobe:", *sweep(index, queries, truth)]
+        del index
+    if by_nprobe:
+        print("\n".join(by_nprobe), flush=True)
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -157,8 +160,10 @@ def warm_search(store: Store, enc: object, titles: list[str], n: int) -> str:
         ("whole `semsearch.search.search` (k=10)", whole),
     ]
     lines = [
-        f"\nwhole warm search on {n:,} passages, {len(titles)} Reuters titles (encode the query, search the index, "
-        "read the hits from SQLite, cache the query; store file in the OS cache):",
+        (
+            f"\nwhole warm search on {n:,} passages, {len(titles)} Reuters titles (encode the query, search the "
+            "index, read the hits from SQLite, cache the query; store file in the OS cache):"
+        ),
         "| step | p50 ms | p99 ms |",
         "| --- | ---: | ---: |",
         *(f"| {name} | {statistics.median(v):.1f} | {np.percentile(v, 99):.1f} |" for name, v in rows),
@@ -202,9 +207,7 @@ def main() -> None:
         auto = resolve_factory("auto", max(n, 100_000), dim)
         nlist = auto[3:].split(",")[0]
         factories = ["Flat", auto, f"IVF{nlist},Flat", f"IVF{nlist},SQ8", "HNSW32"]
-        table(f"{n:,} real", ids, base, queries, list(dict.fromkeys(factories)))
-        if args.sweep:
-            sweep(f"{n:,} real", ids, base, queries, auto)
+        table(f"{n:,} real", ids, base, queries, list(dict.fromkeys(factories)), auto if args.sweep else None)
 
         warm_line = warm_search(store, enc, titles[50:150], n)
 
@@ -217,9 +220,8 @@ def main() -> None:
     auto = resolve_factory("auto", args.synthetic, dim)
     nlist = auto[3:].split(",")[0]
     # HNSW32 is left out at this size: its build takes many minutes on two cores
-    table(f"{args.synthetic:,} synthetic", sids, synth, sq, list(dict.fromkeys(["Flat", auto, f"IVF{nlist},SQ8"])))
-    if args.sweep:
-        sweep(f"{args.synthetic:,} synthetic", sids, synth, sq, auto)
+    factories = list(dict.fromkeys(["Flat", auto, f"IVF{nlist},SQ8"]))
+    table(f"{args.synthetic:,} synthetic", sids, synth, sq, factories, auto if args.sweep else None)
     print(warm_line)
 
 

@@ -81,7 +81,7 @@ class VectorIndex:
         self.stale = False  # set when a removal is not supported: rebuild from the store
         self._tuned: tuple[int, int, int] | None = None
 
-    def tune(self, nprobe: int, ef_search: int, k_factor: int = 32) -> None:
+    def tune(self, nprobe: int, ef_search: int, k_factor: int) -> None:
         """Apply the search-time knobs that this index type has (IVF nprobe, HNSW efSearch,
         the candidates a Refine stage re-scores per result)."""
         if self._tuned == (nprobe, ef_search, k_factor):
@@ -163,11 +163,11 @@ class VectorIndex:
         if allowed is None:
             return self.index.search(q, k)  # type: ignore[no-any-return]
         faiss = _faiss()
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         inner = faiss.downcast_index(self.index)
         wrapped = faiss.downcast_index(inner.index) if hasattr(inner, "id_map") else None
         if isinstance(wrapped, faiss.IndexRefine):
             return self._search_refine(q, k, allowed, inner, wrapped)
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         if isinstance(inner, faiss.IndexIVF):
             params = faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
         else:

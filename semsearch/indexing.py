@@ -52,10 +52,9 @@ def store_factory(store: Store) -> str:
 def build_index(store: Store, factory: str) -> VectorIndex:
     """A new index of every stored sentence vector (trained first when the type needs it)."""
     dim = int(store.meta("dim") or 0)
-    factory = resolve_factory(factory, store.passage_fingerprint()[0], dim)
-    index = VectorIndex.create(factory, dim)
+    count, _ = store.passage_fingerprint()
+    index = VectorIndex.create(resolve_factory(factory, count, dim), dim)
     if not index.is_trained:
-        count, _ = store.passage_fingerprint()
         step = max(1, count // TRAIN_SAMPLE)
         sample = [v[::step] for _, v in store.iter_vectors()]
         if not sample:
@@ -137,7 +136,7 @@ def current_factory(store: Store) -> str:
 
 def _synced_index(store: Store, save: bool, mmap: bool = False) -> VectorIndex:
     count, top = store.passage_fingerprint()
-    factory = resolve_factory(store_factory(store), count, int(store.meta("dim") or 0))
+    factory = current_factory(store)
     if mmap:
         mapped = VectorIndex.load(store.path, mmap=True)
         if mapped is not None and mapped.factory == factory and mapped.ntotal == count and mapped.max_id == top:

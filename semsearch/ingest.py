@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import queue
 import threading
@@ -161,7 +162,8 @@ def ingest(
             todo = [(doc, spans) for doc, spans in chunk if stored.get(doc.key) != doc.content_hash]
             report.unchanged += len(chunk) - len(todo)
             docs, tokens = _encode(encoder, todo, settings.batch_size)
-            writer.put(docs)
+            if docs:
+                writer.put(docs)
             report.documents += len(todo)
             report.replaced += sum(1 for doc, _ in todo if doc.key in stored)
             report.tokens += tokens
@@ -239,8 +241,6 @@ class _Writer:
                     docs = self._queue.get()
                     if docs is None or self._stop.is_set():
                         return
-                    if not docs:
-                        continue
                     if codec.needs_training:
                         _train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
                     new_ids, _ = store.write_documents(docs, codec)
@@ -260,15 +260,14 @@ def _release_freed_memory() -> None:
     Batches of varying shapes leave glibc's heap fragmented, and resident memory then creeps up with
     the corpus; trimming once a chunk keeps it flat (scripts/bench_memory.py).
     """
-    global _malloc_trim
-    if _malloc_trim is None:
-        name = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(name) if name else None
-        _malloc_trim = getattr(libc, "malloc_trim", None) or (lambda pad: 0)
-    _malloc_trim(0)
+    _malloc_trim()(0)
 
 
-_malloc_trim: Callable[[int], int] | None = None
+@functools.cache
+def _malloc_trim() -> Callable[[int], int]:
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    return getattr(libc, "malloc_trim", None) or (lambda pad: 0)
 
 
 def _train_codec(store: Store, codec: codecs.Codec, matrices: list[np.ndarray]) -> None:

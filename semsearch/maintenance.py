@@ -107,10 +107,9 @@ def check_store(store: Store, repair: bool = False) -> CheckReport:
             if orphans:
                 store.db.execute("DELETE FROM tokens WHERE passage_id NOT IN (SELECT id FROM passages)")
                 report.repaired.append(f"deleted {orphans} orphaned token rows")
-        if not stats_ok or damaged_docs or orphans:
-            store.recount_passages()
-            if not stats_ok:
-                report.repaired.append("recounted the passages")
+        if not stats_ok:  # deletions above keep the counts right through their triggers
+            store.recount_stats()
+            report.repaired.append("recounted the passages and tokens")
         if damaged_docs or not index_ok:
             build_index(store, store_factory(store)).save(store.path)
             report.repaired.append("rebuilt the index from the stored sentence vectors")

@@ -432,7 +432,7 @@ class Store:
 
         Read from the row that triggers keep current (migration m004), not counted.
         """
-        count, top = self.db.execute("SELECT count, max_id FROM passage_stats WHERE id = 1").fetchone()
+        count, top = self.kept_stats()[:2]
         return count, top
 
     def kept_stats(self) -> tuple[int, int, int, int]:
@@ -445,7 +445,7 @@ class Store:
         tokens, size = self.db.execute("SELECT coalesce(sum(n), 0), coalesce(sum(length(codes)), 0) FROM tokens").fetchone()
         return count, top, tokens, size
 
-    def recount_passages(self) -> None:
+    def recount_stats(self) -> None:
         with self.writing():
             self.db.execute(
                 "UPDATE passage_stats SET count = ?, max_id = ?, tokens = ?, token_bytes = ? WHERE id = 1",
