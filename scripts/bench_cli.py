@@ -45,7 +45,7 @@ def main() -> None:
         _, out = timed(["search", QUERY, "-k", "1", "--json", *store])
         top = str(json.loads(out)["hits"][0]["passage_id"])
         queries = Path(tmp) / "queries.txt"
-        lines = [json.loads(l)["question"]["stem"] for l in SAMPLE.read_text().splitlines()[:20]]
+        lines = [json.loads(line)["question"]["stem"] for line in SAMPLE.read_text().splitlines()[:20]]
         queries.write_text("\n".join(lines) + "\n")
         runs = {
             "search QUERY": ["search", QUERY, *store],

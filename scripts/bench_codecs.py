@@ -25,9 +25,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from semsearch.codec import TRAIN_TOKENS, get_codec  # noqa: E402
+from semsearch.core.codec import TRAIN_TOKENS, get_codec  # noqa: E402
+from semsearch.core.matrices import contribution_matrix, cosine_matrix  # noqa: E402
 from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
-from semsearch.explain import contribution_matrix, cosine_matrix  # noqa: E402
 
 CODECS = ("float16", "SQ8", "SQ4", "PQ64", "PQ48")
 

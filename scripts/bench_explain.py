@@ -25,14 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from semsearch.config import load_settings  # noqa: E402
-from semsearch.documents import ReadOptions, read_all  # noqa: E402
+import semsearch  # noqa: E402
+from semsearch.core.matrices import decompose, top_pairs  # noqa: E402
 from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
-from semsearch.explain import explain, top_pairs  # noqa: E402
-from semsearch.ingest import ingest  # noqa: E402
-from semsearch.search import search, special_tokens  # noqa: E402
-from semsearch.store import Store  # noqa: E402
-from semsearch.why import explain_passage  # noqa: E402
 
 SAMPLE = REPO / "samples" / "arc" / "arc-easy-train-1000.jsonl"
 
@@ -43,29 +38,28 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=5)
     args = parser.parse_args()
     enc = SentenceTransformerEncoder("all-MiniLM-L6-v2", "cpu")
-    stems = [json.loads(l)["question"]["stem"] for l in SAMPLE.read_text().splitlines()]
+    stems = [json.loads(line)["question"]["stem"] for line in SAMPLE.read_text().splitlines()]
     stored_ms, reencode_ms, plain_ms, why_ms = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(overrides={"store": tmp})
-        with Store.open(tmp, create=True) as store:
-            ingest(store, enc, read_all([str(SAMPLE)], ReadOptions(text_fields=("question.stem",))), settings)
-            specials = special_tokens(store)
+        with semsearch.open(tmp, create=True, encoder=enc) as session:
+            session.ingest([SAMPLE], text_fields=("question.stem",))
+            specials = enc.special_tokens
             for text in stems[500 : 500 + args.queries]:
-                result = search(store, enc, text, args.k)
+                result = session.search(text, args.k)
                 for hit in result.hits:
                     start = time.perf_counter()
-                    explained = explain_passage(store, hit.passage_id, query_id=result.query_id)
-                    top_pairs(explained.explanation, 8)
+                    explained = session.explain(hit.passage_id, query_id=result.query_id)
+                    top_pairs(explained.decomposition, 8)
                     stored_ms.append(1000 * (time.perf_counter() - start))
 
                     start = time.perf_counter()
                     q, d = enc.encode([text, hit.text])
-                    top_pairs(explain(q.tokens, d.tokens, specials, "word", hit.score), 8)
+                    top_pairs(decompose(q.tokens, d.tokens, specials, "word", hit.score), 8)
                     reencode_ms.append(1000 * (time.perf_counter() - start))
             for text in stems[600 : 600 + args.queries]:
                 for why, sink in ((0, plain_ms), (3, why_ms)):
                     start = time.perf_counter()
-                    search(store, enc, text, args.k, why=why)
+                    session.search(text, args.k, why=why)
                     sink.append(1000 * (time.perf_counter() - start))
     a, b = statistics.median(stored_ms), statistics.median(reencode_ms)
     print(f"machine: {platform.machine()}, all-MiniLM-L6-v2 on CPU; {len(stored_ms)} hits of {args.queries} ARC queries")

@@ -26,11 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from semsearch.config import load_settings  # noqa: E402
+
+import semsearch  # noqa: E402
 from semsearch.documents import Document  # noqa: E402
 from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
-from semsearch.ingest import ingest  # noqa: E402
-from semsearch.store import Store  # noqa: E402
 
 
 def reuters(data: Path, n: int) -> list[str]:
@@ -66,11 +65,10 @@ def time_bare(enc: SentenceTransformerEncoder, texts: list[str], batch: int) -> 
 
 def time_ours(enc: SentenceTransformerEncoder, texts: list[str], batch: int, mode: str) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(overrides={"store": tmp, "batch_size": batch, "long_documents": mode})
         docs = [Document(key=str(i), text=t, source=f"bench:{i}") for i, t in enumerate(texts)]
-        with Store.open(tmp, create=True) as store:
+        with semsearch.open(tmp, create=True, encoder=enc, batch_size=batch, long_documents=mode) as session:
             start = time.perf_counter()
-            report = ingest(store, enc, docs, settings)
+            report = session.ingest(docs)
             return time.perf_counter() - start, report.passages
 
 

@@ -7,8 +7,9 @@ random centres, queries drawn the same way (clustered, so easier for IVF than re
 in the output). For each
 index: build seconds, memory (serialised size), p50/p99 of one query at a time, batch throughput,
 Recall@10 against exact search (a returned passage counts when it scores at least the exact 10th
-score, so exact duplicates, common in Reuters, tie instead of counting as misses). Then a whole warm search through `semsearch.search.search`
-(encode the query, search, read the hits from SQLite, cache the query) on the real store.
+score, so exact duplicates, common in Reuters, tie instead of counting as misses). Then a whole warm
+search through ``Session.search`` (encode the query, search, read the hits from SQLite, cache the
+query) on the real store.
 
     .venv/bin/python scripts/bench_search.py --store reuters-store [--synthetic 1000000]
 """
@@ -31,10 +32,8 @@ sys.path.insert(0, str(REPO))
 
 import faiss  # noqa: E402
 
-from semsearch.index import VectorIndex  # noqa: E402
-from semsearch.indexing import IndexOptions, resolve_factory  # noqa: E402
-from semsearch.store import Store  # noqa: E402
-
+import semsearch  # noqa: E402
+from semsearch.index import IndexOptions, VectorIndex, resolve_factory  # noqa: E402
 
 Truth = tuple[np.ndarray, np.ndarray, dict[int, np.ndarray], np.ndarray]
 
@@ -133,14 +132,14 @@ def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def warm_search(store: Store, enc: object, titles: list[str], n: int) -> str:
+def warm_search(session: semsearch.Session, enc: object, titles: list[str], n: int) -> str:
     """Whole searches in one process, next to the model encoding the same queries."""
-    from semsearch.search import encode_query, search
+    from semsearch.flows.search import encode_query
 
-    with open(store.path / "semsearch.db", "rb") as f:  # a store in use has its pages in the OS cache
+    with open(session.path / "semsearch.db", "rb") as f:  # a store in use has its pages in the OS cache
         while f.read(1 << 24):
             pass
-    search(store, enc, titles[0], 10)  # loads the index once, as the first search of a session does
+    session.search(titles[0], 10)  # loads the index once, as the first search of a session does
     model = enc.model  # type: ignore[attr-defined]
     bare, ours, whole = [], [], []
     for t in titles:
@@ -151,13 +150,13 @@ def warm_search(store: Store, enc: object, titles: list[str], n: int) -> str:
         encode_query(enc, t)  # type: ignore[arg-type]
         ours.append(1000 * (time.perf_counter() - start))
         start = time.perf_counter()
-        search(store, enc, t, 10)  # type: ignore[arg-type]
+        session.search(t, 10)
         whole.append(1000 * (time.perf_counter() - start))
     rest = statistics.median(np.subtract(whole, ours))
     rows = [
         ("bare `model.encode([query])` (sentence vector only)", bare),
         ("semsearch's query encode (one forward: vector, token vectors, offsets)", ours),
-        ("whole `semsearch.search.search` (k=10)", whole),
+        ("whole `Session.search` (k=10)", whole),
     ]
     lines = [
         (
@@ -198,8 +197,8 @@ def main() -> None:
             if len(titles) == max(args.queries, 150):
                 break
     queries = np.vstack([e.vector for e in enc.encode(titles[: args.queries])])
-    with Store.open(args.store) as store:
-        parts = list(store.iter_vectors())
+    with semsearch.open(args.store, encoder=enc) as session:
+        parts = list(session.store.documents.iter_vectors())
         ids = np.concatenate([p[0] for p in parts])
         base = np.vstack([p[1] for p in parts])
         n = len(ids)
@@ -209,7 +208,7 @@ def main() -> None:
         factories = ["Flat", auto, f"IVF{nlist},Flat", f"IVF{nlist},SQ8", "HNSW32"]
         table(f"{n:,} real", ids, base, queries, list(dict.fromkeys(factories)), auto if args.sweep else None)
 
-        warm_line = warm_search(store, enc, titles[50:150], n)
+        warm_line = warm_search(session, enc, titles[50:150], n)
 
     if not args.synthetic:
         print(warm_line)

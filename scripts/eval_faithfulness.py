@@ -38,8 +38,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from semsearch.core.matrices import decompose, token_side  # noqa: E402
 from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
-from semsearch.explain import explain, token_side  # noqa: E402
 
 KS = (1, 3, 5)
 METHODS = ("contribution", "impact", "cosine", "occlusion", "random")
@@ -110,18 +110,18 @@ def run_pairs(enc: SentenceTransformerEncoder, pairs: list[tuple[str, str]], see
         rankings: dict[str, list[int]] = {}
 
         t = time.perf_counter()
-        expl = explain(q.tokens, d.tokens, specials, "word", base)
+        expl = decompose(q.tokens, d.tokens, specials, "word", base)
         col = expl.contribution.astype(np.float64).sum(axis=0)
         rankings["contribution"] = sorted(words, key=lambda j: -col[j])
         times["contribution"].append(time.perf_counter() - t)
 
         t = time.perf_counter()
-        impact = explain(q.tokens, d.tokens, specials, "word", base).impact
+        impact = decompose(q.tokens, d.tokens, specials, "word", base).impact
         rankings["impact"] = sorted(words, key=lambda j: -impact[j])
         times["impact"].append(time.perf_counter() - t)
 
         t = time.perf_counter()
-        expl = explain(q.tokens, d.tokens, specials, "word", base)
+        expl = decompose(q.tokens, d.tokens, specials, "word", base)
         qrows = ~expl.query.special
         best = expl.cosine[qrows].max(axis=0) if qrows.any() else expl.cosine.max(axis=0)
         rankings["cosine"] = sorted(words, key=lambda j: -best[j])

@@ -24,14 +24,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from semsearch.config import load_settings  # noqa: E402
-from semsearch.documents import ReadOptions, read_all  # noqa: E402
+import semsearch  # noqa: E402
 from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
-from semsearch.evaluate import evaluate, read_qrels, read_queries, run_queries  # noqa: E402
-from semsearch.index import INDEX_FILE  # noqa: E402
-from semsearch.indexing import IndexOptions, build_index  # noqa: E402
-from semsearch.ingest import ingest  # noqa: E402
-from semsearch.store import Store  # noqa: E402
+from semsearch.flows.evaluate import read_qrels, read_queries, run_queries  # noqa: E402
+from semsearch.index import INDEX_FILE, IndexOptions  # noqa: E402
 
 FACTORIES = ("HNSW32", "IVF64,Flat", "IVF64,SQ8", "IVF64,PQ48", "IVF64,PQ48x4fs,RFlat")
 
@@ -52,12 +48,10 @@ def stsb(enc: SentenceTransformerEncoder, data: Path) -> float:
     return 100 * float(spearmanr(cos, gold).statistic)
 
 
-def scifact_store(enc: SentenceTransformerEncoder, data: Path, path: Path, mode: str) -> tuple[Store, float, int]:
-    settings = load_settings(overrides={"store": str(path), "long_documents": mode})
-    opts = ReadOptions(text_fields=("title", "text"))
-    store = Store.open(path, create=True)
-    report = ingest(store, enc, read_all([str(data / "scifact" / "corpus.jsonl.gz")], opts), settings)
-    return store, report.seconds, report.passages
+def scifact_store(enc: SentenceTransformerEncoder, data: Path, path: Path, mode: str) -> tuple[semsearch.Session, float, int]:
+    session = semsearch.open(path, create=True, encoder=enc, long_documents=mode)
+    report = session.ingest([data / "scifact" / "corpus.jsonl.gz"], text_fields=("title", "text"))
+    return session, report.seconds, report.passages
 
 
 def main() -> None:
@@ -81,9 +75,10 @@ def main() -> None:
     for mode in ("truncate", "split"):
         store, seconds, passages = scifact_store(enc, args.data, work / mode, mode)
         stores[mode] = store
-        report = evaluate(store, enc, queries, qrels, 10, 1000)
+        report = store.evaluate(queries, qrels, 10, 1000)
         m = report.measures
-        rows.append(f"| {mode} | {passages:,} | {100 * m['nDCG@10']:.2f} | {100 * m['MRR@10']:.2f} | {100 * m['Recall@100']:.2f} | {100 * m['MAP']:.2f} | {seconds:.0f} |")
+        cells = " | ".join(f"{100 * m[name]:.2f}" for name in ("nDCG@10", "MRR@10", "Recall@100", "MAP"))
+        rows.append(f"| {mode} | {passages:,} | {cells} | {seconds:.0f} |")
         print(rows[-1], flush=True)
     lines += [
         "",
@@ -96,25 +91,22 @@ def main() -> None:
 
     store = stores["truncate"]
     judged = {q: queries[q] for q in qrels}
-    exact = run_queries(store, enc, judged, 10)
-    exact_ndcg = evaluate(store, enc, queries, qrels, 10, 1000).measures["nDCG@10"]
+    exact = run_queries(store.store, store.keeper, enc, judged, 10)
+    exact_ndcg = store.evaluate(queries, qrels, 10, 1000).measures["nDCG@10"]
     approx_rows = []
     for factory in FACTORIES:
         t = time.perf_counter()
-        index = build_index(store, factory)
+        store.build_index(factory)
         build_s = time.perf_counter() - t
-        index.save(store.path)
         size = (store.path / INDEX_FILE).stat().st_size
-        store.set_meta({"index_factory": factory})
-        run = run_queries(store, enc, judged, 10)
+        run = run_queries(store.store, store.keeper, enc, judged, 10)
         recall = float(np.mean([len(set(run[q]) & set(exact[q])) / max(len(exact[q]), 1) for q in judged]))
-        ndcg = evaluate(store, enc, queries, qrels, 10, 1000).measures["nDCG@10"]
+        ndcg = store.evaluate(queries, qrels, 10, 1000).measures["nDCG@10"]
         approx_rows.append(
             f"| {factory} | {recall:.3f} | {100 * ndcg:.2f} | {100 * (ndcg - exact_ndcg):+.2f} | {size / 1e6:.2f} | {build_s:.2f} |"
         )
         print(approx_rows[-1], flush=True)
-    store.set_meta({"index_factory": "Flat"})
-    build_index(store, "Flat").save(store.path)
+    store.build_index("Flat")
     lines += [
         "",
         f"Approximate indexes on the truncated SciFact store (nprobe {IndexOptions().nprobe}, efSearch "

@@ -1,4 +1,12 @@
-"""semsearch: semantic search that shows why a passage matched, from stored token vectors."""
+"""semsearch: semantic search that shows why a passage matched, from stored token vectors.
+
+    import semsearch
+
+    with semsearch.open("my-store", create=True) as s:
+        s.ingest(["notes.jsonl"])
+        hits = s.search("how do vaccines work", k=5).hits
+        why = s.explain(hits[0].passage_id)  # from stored token vectors: no model run
+"""
 
 from .config import Settings, load_settings
 from .errors import (
@@ -10,18 +18,42 @@ from .errors import (
     SemsearchError,
     StoreError,
 )
+from .results import (
+    CheckReport,
+    DeleteReport,
+    EvalReport,
+    Explanation,
+    Hit,
+    IndexReport,
+    IngestReport,
+    SearchResult,
+    StoreInfo,
+)
+from .session import Session
+from .session import open_session as open
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckReport",
     "ConfigError",
+    "DeleteReport",
+    "EvalReport",
+    "Explanation",
+    "Hit",
+    "IndexReport",
+    "IngestReport",
     "InputError",
     "ModelError",
     "NotFoundError",
     "QueryError",
+    "SearchResult",
     "SemsearchError",
+    "Session",
     "Settings",
     "StoreError",
+    "StoreInfo",
     "__version__",
     "load_settings",
+    "open",
 ]

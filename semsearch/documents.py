@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -175,14 +175,18 @@ def record_to_document(
     return Document(key=key, text=text, meta=meta, source=where)
 
 
-def _rejecting(where: str, make: Any) -> Item:
-    """Run ``make()``; an InputError it raises becomes a Rejected item."""
+def _rejecting(where: str, make: Callable[..., Document], *args: Any) -> Item:
+    """Run ``make(*args)``; an InputError it raises becomes a Rejected item."""
     try:
-        return make()  # type: ignore[no-any-return]
+        return make(*args)
     except InputError as exc:
         prefix = where + ": "
         message = str(exc)
         return Rejected(where, message[len(prefix) :] if message.startswith(prefix) else message)
+
+
+def _text_document(where: str, text: str) -> Document:
+    return Document(key=where, text=_clean_text(text, where), source=where)
 
 
 def _read_txt(stream: BinaryIO, label: str) -> Iterator[Item]:
@@ -191,7 +195,7 @@ def _read_txt(stream: BinaryIO, label: str) -> Iterator[Item]:
             yield line
         elif line.strip():
             where = f"{label}:{lineno}"
-            yield _rejecting(where, lambda: Document(key=where, text=_clean_text(line, where), source=where))
+            yield _rejecting(where, _text_document, where, line)
 
 
 def _parse_json_record(line: str, where: str, opts: ReadOptions) -> Document:
@@ -214,7 +218,7 @@ def _read_jsonl(stream: BinaryIO, label: str, opts: ReadOptions) -> Iterator[Ite
             yield line
         elif line.strip():
             where = f"{label}:{lineno}"
-            yield _rejecting(where, lambda: _parse_json_record(line, where, opts))
+            yield _rejecting(where, _parse_json_record, line, where, opts)
 
 
 def _read_delimited(stream: BinaryIO, label: str, opts: ReadOptions, delimiter: str) -> Iterator[Item]:
@@ -263,7 +267,7 @@ def _read_delimited(stream: BinaryIO, label: str, opts: ReadOptions, delimiter: 
                 f"{len(row)} fields where the header has {len(header)}; quote fields that contain the delimiter",
             )
             continue
-        yield _rejecting(where, lambda: record_to_document(dict(zip(header, row)), where, where, opts))
+        yield _rejecting(where, record_to_document, dict(zip(header, row, strict=True)), where, where, opts)
 
 
 def _read_stream(stream: BinaryIO, label: str, fmt: str, opts: ReadOptions) -> Iterator[Item]:
@@ -291,7 +295,7 @@ def _read_folder(folder: Path) -> Iterator[Item]:
             yield Rejected(f"{label}:{line}", "not valid UTF-8; re-encode the file as UTF-8")
             continue
         if text.strip():
-            yield _rejecting(label, lambda: Document(key=label, text=_clean_text(text, label), source=label))
+            yield _rejecting(label, _text_document, label, text)
 
 
 def read_path(path: str, opts: ReadOptions, stdin: BinaryIO | None = None) -> Iterator[Item]:
@@ -330,6 +334,22 @@ def read_all(
             yield item
 
 
+def read_records(
+    records: Iterable[Document | Mapping[str, Any]], opts: ReadOptions, skip: bool = False
+) -> Iterator[Item]:
+    """Documents from records in memory: ``Document`` objects as they are, dicts mapped like JSONL
+    lines (keyed ``<record N>`` when they hold no id); a bad record raises, or is passed on when ``skip``."""
+    for n, record in enumerate(records, 1):
+        if isinstance(record, Document):
+            yield record
+            continue
+        where = f"<record {n}>"
+        item = _rejecting(where, record_to_document, dict(record), where, where, opts)
+        if isinstance(item, Rejected) and not skip:
+            raise InputError(f"{item.source}: {item.message}")
+        yield item
+
+
 def spool_stdin(stdin: BinaryIO | None = None) -> io.BufferedRandom:
     """Copy standard input to a temporary file so it can be read twice (validate, then ingest)."""
     import shutil
@@ -338,4 +358,4 @@ def spool_stdin(stdin: BinaryIO | None = None) -> io.BufferedRandom:
     spool = tempfile.TemporaryFile()
     shutil.copyfileobj(stdin or _stdin(), spool)
     spool.seek(0)
-    return spool  # type: ignore[return-value]
+    return spool

@@ -7,34 +7,16 @@ that need no model stay fast. Nothing is ever downloaded: the default model ship
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from numpy.typing import NDArray
 
 from .config import DEFAULT_MODEL
+from .core.types import Encoded, Span, TokenData
 from .errors import ModelError
-from .store import TokenData
 
-
-@dataclass
-class Encoded:
-    """One text through the model: its unit sentence vector and its token vectors."""
-
-    vector: NDArray[np.float32]
-    tokens: TokenData
-
-
-@dataclass(frozen=True)
-class Span:
-    """A passage of a document: characters [start, end) and its token count without specials."""
-
-    start: int
-    end: int
-    n_tokens: int
+__all__ = ["Encoded", "Encoder", "SentenceTransformerEncoder", "Span", "load_encoder", "model_path", "window_spans"]
 
 
 class Encoder(Protocol):
@@ -113,10 +95,7 @@ class SentenceTransformerEncoder:
     """A local sentence-transformers model run by hand so that one pass yields everything."""
 
     def __init__(self, name: str, device: str = "auto") -> None:
-        path = model_path(name)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        path = model_path(name)  # a local directory: with local_files_only nothing is fetched
         try:
             # torch + sentence-transformers cost ~4 s to import: only commands that encode pay it
             import torch
@@ -129,7 +108,7 @@ class SentenceTransformerEncoder:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            self.model = SentenceTransformer(
+            self.model: Any = SentenceTransformer(
                 str(path), device=device, trust_remote_code=False, local_files_only=True
             )
         except Exception as exc:  # the library raises many kinds; all mean "cannot load"
@@ -137,12 +116,15 @@ class SentenceTransformerEncoder:
         self.model.eval()
         self.name = name
         self.device = device
-        self.dim = int(self.model.get_embedding_dimension())
+        dim = self.model.get_embedding_dimension()
+        if not dim:
+            raise ModelError(f"model {name!r} does not report its embedding dimension; semsearch needs it")
+        self.dim = int(dim)
         tokenizer = self.model.tokenizer
         if not getattr(tokenizer, "is_fast", False):
             raise ModelError(f"model {name!r} has no fast tokenizer; semsearch needs character offsets")
         self.tokenizer = tokenizer
-        self.max_tokens = int(self.model.max_seq_length)
+        self.max_tokens = int(self.model.max_seq_length or tokenizer.model_max_length)
         self.window = self.max_tokens - tokenizer.num_special_tokens_to_add()
         self.special_tokens = dict(zip(tokenizer.all_special_ids, tokenizer.all_special_tokens))
         self.pooling = self._pooling()

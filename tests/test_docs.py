@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import semsearch
 from semsearch.cli import app
@@ -57,3 +60,16 @@ def test_config_yaml_lists_every_setting_with_its_default() -> None:
     assert set(listed) == set(defaults)
     for name, value in defaults.items():
         assert listed[name] == value or (value == "" and listed[name] in ("", None)), name
+
+
+def test_the_readme_python_example_runs(tmp_path: Path, fake_encoder: object, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (REPO / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "notes.jsonl").write_text(
+        '{"id": "n1", "text": "A vaccine teaches the body to recognise a virus.", "topic": "health"}\n'
+        '{"id": "n2", "text": "Rainfall was heavy in the north.", "topic": "weather"}\n'
+    )
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    first = printed.splitlines()[0]
+    assert "'documents': 3" in printed and (" x1 " in first or " n1 " in first)

@@ -75,8 +75,8 @@ def test_scifact_slice_keeps_the_model_quality(tmp_path: Path) -> None:
         if q not in queries_wanted:
             queries_wanted.append(q)
     chosen = set(queries_wanted[:60])
-    slice_qrels = [l for l in qrels_lines if l.split("\t")[0] in chosen]
-    relevant = {l.split("\t")[1] for l in slice_qrels}
+    slice_qrels = [line for line in qrels_lines if line.split("\t")[0] in chosen]
+    relevant = {line.split("\t")[1] for line in slice_qrels}
     docs, others = [], 0
     with gzip.open(root / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
         for line in f:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semsearch.encoder import window_spans
-from semsearch.explain import (
+from semsearch.core.matrices import (
     contribution_matrix,
     cosine_matrix,
-    explain,
+    decompose,
     special_share,
     token_side,
     top_pairs,
     visible_columns,
 )
-from semsearch.store import TokenData
+from semsearch.core.types import TokenData
+from semsearch.encoder import window_spans
 
 
 def tokens(text: str, pieces: list[tuple[int, int]], dim: int = 8, seed: int = 0) -> TokenData:
@@ -51,8 +51,8 @@ def test_word_pieces_merge_into_words_and_sums_are_kept() -> None:
     assert side.labels == ["[CLS]", "fever", "?", "no", "[SEP]"]
     assert token_side(doc, SPECIALS, "token").labels == ["[CLS]", "fe", "##ver", "?", "no", "[SEP]"]
     query = tokens("no fever", [(0, 2), (3, 5), (5, 8)], seed=4)
-    words = explain(query, doc, SPECIALS, "word")
-    pieces = explain(query, doc, SPECIALS, "token")
+    words = decompose(query, doc, SPECIALS, "word")
+    pieces = decompose(query, doc, SPECIALS, "token")
     assert words.contribution.shape == (4, 5) and pieces.contribution.shape == (5, 6)
     assert words.contribution.sum() == pytest.approx(pieces.contribution.sum(), abs=1e-5)
     assert words.score == pytest.approx(pieces.score, abs=1e-12)
@@ -67,9 +67,9 @@ def test_word_pieces_merge_into_words_and_sums_are_kept() -> None:
 def test_top_pairs_skip_specials_and_shares_are_of_the_score() -> None:
     doc = tokens("alpha beta gamma", [(0, 5), (6, 10), (11, 16)], seed=5)
     query = tokens("beta", [(0, 4)], seed=6)
-    expl = explain(query, doc, SPECIALS, "word")
+    expl = decompose(query, doc, SPECIALS, "word")
     pairs = top_pairs(expl, 10)
-    assert all(p.query != "[CLS]" and p.doc not in ("[CLS]", "[SEP]") for p in pairs)
+    assert all(p.query != "[CLS]" and p.passage not in ("[CLS]", "[SEP]") for p in pairs)
     assert [p.contribution for p in pairs] == sorted((p.contribution for p in pairs), reverse=True)
     assert pairs[0].share == pytest.approx(pairs[0].contribution / expl.score)
     total = special_share(expl) + sum(p.share for p in top_pairs(expl, 100))
@@ -80,7 +80,7 @@ def test_visible_columns_report_what_they_hide() -> None:
     pieces = [(i * 2, i * 2 + 1) for i in range(30)]
     doc = tokens(" ".join("x" * 30), pieces, seed=7)
     query = tokens("q", [(0, 1)], seed=8)
-    expl = explain(query, doc, SPECIALS, "token")
+    expl = decompose(query, doc, SPECIALS, "token")
     cols, hidden = visible_columns(expl, 5)
     assert len(cols) == 5 and cols == sorted(cols)
     shown = expl.contribution[:, cols].sum() / expl.score
@@ -89,7 +89,7 @@ def test_visible_columns_report_what_they_hide() -> None:
 
 def test_non_mean_pooling_is_flagged() -> None:
     doc = tokens("a b", [(0, 1), (2, 3)])
-    expl = explain(doc, doc, SPECIALS, "word", pooling="cls")
+    expl = decompose(doc, doc, SPECIALS, "word", pooling="cls")
     assert not expl.decomposable and "does not add up" in expl.notes[0]
 
 
@@ -123,8 +123,8 @@ def test_impact_is_the_exact_leave_one_word_out_drop_on_stored_vectors() -> None
     text = "alpha beta gamma delta"
     doc = tokens(text, [(0, 5), (6, 10), (11, 16), (17, 22)], seed=9)
     query = tokens("beta", [(0, 4)], seed=10)
-    expl = explain(query, doc, SPECIALS, "word")
+    expl = decompose(query, doc, SPECIALS, "word")
     for j in (1, 2, 3, 4):
         keep = [i for i in range(len(doc.vectors)) if i != j]
         rest = TokenData(text, doc.vectors[keep], doc.token_ids[keep], doc.offsets[keep])
-        assert expl.impact[j] == pytest.approx(expl.score - explain(query, rest, SPECIALS, "word").score, abs=1e-6)
+        assert expl.impact[j] == pytest.approx(expl.score - decompose(query, rest, SPECIALS, "word").score, abs=1e-6)

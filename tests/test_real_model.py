@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from semsearch.cli import app
-from semsearch.codec import Float16Codec
+from semsearch.core.codec import Float16Codec
+from semsearch.core.matrices import contribution_matrix
 from semsearch.encoder import SentenceTransformerEncoder
-from semsearch.explain import contribution_matrix
 from tests.conftest import ARC_SAMPLE, SHARED_DATA
 
 runner = CliRunner()
@@ -72,7 +72,7 @@ def test_ingest_search_explain_reproduce_the_fever_example(arc_store: Path, tmp_
     data = json.loads(result.stdout)
     assert data["query"]["text"] == QUERY
     assert abs(data["residual"]) < 1e-4 and data["index_score"] == pytest.approx(top["score"], abs=1e-6)
-    assert data["top_pairs"][0]["query"] == "fever" and data["top_pairs"][0]["doc"] == "fever"
+    assert data["top_pairs"][0]["query"] == "fever" and data["top_pairs"][0]["passage"] == "fever"
     assert png.stat().st_size > 10_000
 
 

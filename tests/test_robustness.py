@@ -45,7 +45,11 @@ def snapshot(store: Path) -> dict:
 
 def write_corpus(path: Path, n: int, prefix: str = "doc") -> Path:
     lines = [
-        json.dumps({"id": f"{prefix}{i}", "text": f"{prefix} {i} is about subject {i % 13} with words {' '.join(str(j) for j in range(i % 17))}", "group": str(i % 3)})
+        json.dumps({
+            "id": f"{prefix}{i}",
+            "text": f"{prefix} {i} is about subject {i % 13} with words {' '.join(str(j) for j in range(i % 17))}",
+            "group": str(i % 3),
+        })
         for i in range(n)
     ]
     path.write_text("\n".join(lines) + "\n")
@@ -165,7 +169,7 @@ def test_on_error_skip_ingests_the_valid_records_and_reports_the_rest(tmp_path: 
     result = run("ingest", "mixed.jsonl", "--on-error", "skip", "-q")
     assert result.exit_code == 0, result.output
     assert "skipped 4 bad records" in result.stderr
-    report = [json.loads(l) for l in Path("semsearch-store/skipped.jsonl").read_text().splitlines()]
+    report = [json.loads(line) for line in Path("semsearch-store/skipped.jsonl").read_text().splitlines()]
     assert [r["source"] for r in report] == ["mixed.jsonl:2", "mixed.jsonl:4", "mixed.jsonl:5", "mixed.jsonl:6"]
     assert json.loads(run("info", "--json").stdout)["documents"] == 2
 
@@ -190,8 +194,8 @@ def test_an_older_store_is_upgraded_by_the_migrations(tmp_path: Path) -> None:
     with Store.open(path) as store:
         assert store.schema_version() == SCHEMA_VERSION == 4
         assert store.db.execute("SELECT ingested_at FROM documents WHERE key = 'k'").fetchone()[0] > 0
-        assert store.passage_fingerprint() == (2, 7)  # m004 counted what was there
-        assert store.counts()["passages"] == 2
+        assert store.stats.kept().fingerprint == (2, 7)  # m004 counted what was there
+        assert store.stats.counted().passages == 2
 
 
 # concurrency -------------------------------------------------------------------------------

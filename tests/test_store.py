@@ -1,4 +1,4 @@
-"""Store schema, migrations, codecs and the index against brute force."""
+"""Store schema, migrations, codecs and the index against brute force, through the library API."""
 
 from __future__ import annotations
 
@@ -8,21 +8,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semsearch.codec import Float16Codec, f32_from_bytes, f32_to_bytes
-from semsearch.config import load_settings
+import semsearch
+from semsearch.core.codec import Float16Codec, f32_from_bytes, f32_to_bytes
 from semsearch.documents import Document
 from semsearch.errors import ConfigError, StoreError
-from semsearch.index import VectorIndex
-from semsearch.indexing import build_index, open_index
-from semsearch.ingest import ingest
+from semsearch.index import VectorIndex, resolve_factory
 from semsearch.store import SCHEMA_VERSION, Store, migrations
+from semsearch.store.documents import Documents
+from tests.conftest import HashEncoder
+
+
+def session(path: Path, encoder: HashEncoder | None = None, **settings: object) -> semsearch.Session:
+    return semsearch.open(path, create=True, encoder=encoder or HashEncoder(), **settings)
 
 
 def test_migrations_create_every_table_from_blank(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s", create=True) as st:
         assert {"meta", "documents", "passages", "tokens", "queries"} <= set(st.db.table_names())
         assert st.schema_version() == SCHEMA_VERSION == len(migrations.pending(st.db)) + SCHEMA_VERSION
-        assert st.meta("format") == "semsearch-store"
+        assert st.meta.format == "semsearch-store"
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -73,14 +77,11 @@ def _docs(n: int) -> list[Document]:
     return [Document(key=f"d{i}", text=f"document {i} about topic {i % 7} and word{i}", source=f"x:{i}") for i in range(n)]
 
 
-def test_index_is_rebuilt_from_sqlite_when_deleted_or_truncated(tmp_path: Path, fake_encoder: object) -> None:
-    from tests.conftest import HashEncoder
-
-    settings = load_settings(overrides={"store": str(tmp_path / "s")})
-    with Store.open(tmp_path / "s", create=True) as st:
-        ingest(st, HashEncoder(), _docs(40), settings)
-        reference = open_index(st)
-        query = st.passage_vector(5)
+def test_index_is_rebuilt_from_sqlite_when_deleted_or_truncated(tmp_path: Path) -> None:
+    with session(tmp_path / "s") as s:
+        s.ingest(_docs(40))
+        reference = s.keeper.current()
+        query = s.store.documents.vector(5)
         expected = reference.search(query, 5)[1]
     for damage in ("delete", "truncate", "sidecar"):
         index_file = tmp_path / "s" / "index.faiss"
@@ -90,52 +91,44 @@ def test_index_is_rebuilt_from_sqlite_when_deleted_or_truncated(tmp_path: Path, 
             index_file.write_bytes(index_file.read_bytes()[:100])
         else:
             (tmp_path / "s" / "index.json").write_text("{not json")
-        with Store.open(tmp_path / "s") as st:
-            index = open_index(st)
+        with semsearch.open(tmp_path / "s") as s:
+            index = s.keeper.current()
             assert index.ntotal == 40
             np.testing.assert_array_equal(index.search(query, 5)[1], expected)
         assert index_file.stat().st_size > 1000
 
 
 def test_index_catches_up_with_passages_it_missed(tmp_path: Path) -> None:
-    from tests.conftest import HashEncoder
-
-    settings = load_settings(overrides={"store": str(tmp_path / "s")})
-    with Store.open(tmp_path / "s", create=True) as st:
-        ingest(st, HashEncoder(), _docs(10), settings)
-        old = VectorIndex.load(st.path)
+    with session(tmp_path / "s") as s:
+        s.ingest(_docs(10))
+        old = VectorIndex.load(s.path)
         assert old is not None
-        ingest(st, HashEncoder(), _docs(20), settings)
+        s.ingest(_docs(20))
     # put the older index back, as if a crash had happened before the newer one was saved
     old.save(tmp_path / "s")
-    with Store.open(tmp_path / "s") as st:
-        assert open_index(st).ntotal == 20
-        assert build_index(st, "Flat").ntotal == 20
+    with semsearch.open(tmp_path / "s") as s:
+        assert s.keeper.current().ntotal == 20
+        assert s.build_index("Flat").vectors == 20
 
 
 def test_kept_passage_count_follows_inserts_replacements_and_deletes(tmp_path: Path) -> None:
-    from semsearch.maintenance import check_store, delete_documents
-    from tests.conftest import HashEncoder
-
-    settings = load_settings(overrides={"store": str(tmp_path / "s")})
-    with Store.open(tmp_path / "s", create=True) as st:
-        ingest(st, HashEncoder(), _docs(12), settings)
-        assert st.kept_stats() == st.counted_stats()
-        assert st.passage_fingerprint()[0] == 12 and st.counts()["tokens"] > 12
+    with session(tmp_path / "s") as s:
+        s.ingest(_docs(12))
+        st = s.store
+        assert st.stats.kept() == st.stats.counted()
+        assert s.info().passages == 12 and s.info().tokens > 12
         changed = [Document(d.key, d.text + " changed", source=d.source) for d in _docs(3)]
-        ingest(st, HashEncoder(), changed, settings)  # replaces three documents
-        assert st.kept_stats() == st.counted_stats()
-        top_key = st.db.execute(
-            "SELECT d.key FROM documents d JOIN passages p ON p.document_id = d.id ORDER BY p.id DESC LIMIT 1"
-        ).fetchone()[0]
-        delete_documents(st, [top_key])  # the highest id goes: max id must drop with it
-        assert st.kept_stats() == st.counted_stats()
-        assert st.passage_fingerprint()[0] == 11
+        assert s.ingest(changed).replaced == 3
+        assert st.stats.kept() == st.stats.counted()
+        top_key = st.documents.passage(st.stats.kept().max_id).document_key
+        assert s.delete([top_key]).passages == 1  # the highest id goes: max id must drop with it
+        assert st.stats.kept() == st.stats.counted()
+        assert s.info().passages == 11
         st.db.execute("UPDATE passage_stats SET count = 5, token_bytes = 7")
-        report = check_store(st)
+        report = s.check()
         assert any("counts kept" in p.what for p in report.problems)
-        assert check_store(st, repair=True).repaired
-        assert check_store(st).ok and st.kept_stats() == st.counted_stats()
+        assert s.check(repair=True).repaired
+        assert s.check().ok and st.stats.kept() == st.stats.counted()
 
 
 @pytest.mark.parametrize(("codec", "per_token"), [("SQ8", 16), ("SQ4", 8), ("PQ4x4", 2)])
@@ -180,8 +173,6 @@ def test_unknown_codec_is_refused_before_the_store_is_touched(tmp_path: Path, fa
 
 
 def test_auto_index_picks_by_size() -> None:
-    from semsearch.indexing import resolve_factory
-
     assert resolve_factory("auto", 5_000, 384) == "Flat"
     assert resolve_factory("auto", 126_000, 384) == "IVF1024,PQ96x4fs,Refine(SQfp16)"
     assert resolve_factory("auto", 1_000_000, 384) == "IVF4096,PQ96x4fs,Refine(SQfp16)"
@@ -194,24 +185,22 @@ def test_a_failing_write_or_encode_stops_ingest_with_its_error_and_keeps_whole_c
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Writing runs on its own thread: its failure must reach the caller, and nothing may hang."""
-    from tests.conftest import HashEncoder
-
-    settings = load_settings(overrides={"store": str(tmp_path / "s"), "batch_size": 2, "sort_window": 1})
-    real_write = Store.write_documents
+    small = {"batch_size": 2, "sort_window": 1}
+    real_write = Documents.write
     calls = {"n": 0}
 
-    def failing_write(self: Store, docs: object, codec: object) -> object:
+    def failing_write(self: Documents, docs: object, codec: object) -> object:
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError("disk full (simulated)")
         return real_write(self, docs, codec)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Store, "write_documents", failing_write)
-    with Store.open(tmp_path / "s", create=True) as st, pytest.raises(OSError, match="disk full"):
-        ingest(st, HashEncoder(), _docs(20), settings)
-    monkeypatch.setattr(Store, "write_documents", real_write)
-    with Store.open(tmp_path / "s") as st:
-        assert st.counts()["documents"] == 4  # two whole chunks of two documents
+    monkeypatch.setattr(Documents, "write", failing_write)
+    with session(tmp_path / "s", **small) as s, pytest.raises(OSError, match="disk full"):
+        s.ingest(_docs(20))
+    monkeypatch.setattr(Documents, "write", real_write)
+    with semsearch.open(tmp_path / "s") as s:
+        assert s.info().documents == 4  # two whole chunks of two documents
 
     class BrokenEncoder(HashEncoder):
         def encode(self, texts: list[str]) -> list:  # type: ignore[override]
@@ -219,26 +208,22 @@ def test_a_failing_write_or_encode_stops_ingest_with_its_error_and_keeps_whole_c
                 raise RuntimeError("model failed (simulated)")
             return super().encode(texts)
 
-    with Store.open(tmp_path / "s") as st, pytest.raises(RuntimeError, match="model failed"):
-        ingest(st, BrokenEncoder(), _docs(20), settings)
-    with Store.open(tmp_path / "s") as st:
-        documents = st.counts()["documents"]
+    with session(tmp_path / "s", BrokenEncoder(), **small) as s, pytest.raises(RuntimeError, match="model failed"):
+        s.ingest(_docs(20))
+    with session(tmp_path / "s", **small) as s:
+        documents = s.info().documents
         assert 4 <= documents < 20 and documents % 2 == 0
-        ingest(st, HashEncoder(), _docs(20), settings)  # resumes: unchanged documents are skipped
-        assert st.counts()["documents"] == 20 and st.passage_fingerprint()[0] == 20
+        report = s.ingest(_docs(20))  # resumes: unchanged documents are skipped
+        assert report.unchanged == documents
+        assert s.info().documents == 20 and s.info().passages == 20
 
 
 def test_refined_fast_scan_index_filters_by_id_and_survives_a_delete(tmp_path: Path) -> None:
     """The 'auto' layout from 100k (IDMap2 over Refine over IVF fast-scan PQ), at toy size."""
-    from semsearch.indexing import IndexOptions
-    from semsearch.maintenance import check_store, delete_documents
-    from tests.conftest import HashEncoder
-
-    settings = load_settings(overrides={"store": str(tmp_path / "s"), "index": "IVF4,PQ4x4fs,Refine(SQfp16)"})
-    with Store.open(tmp_path / "s", create=True) as st:
-        ingest(st, HashEncoder(), _docs(80), settings)
-        index = open_index(st, options=IndexOptions(nprobe=4, k_factor=80))
-        ids, vectors = next(st.iter_vectors())
+    with session(tmp_path / "s", index="IVF4,PQ4x4fs,Refine(SQfp16)", nprobe=4, k_factor=80) as s:
+        s.ingest(_docs(80))
+        index = s.keeper.current()
+        ids, vectors = next(s.store.documents.iter_vectors())
         query = vectors[7]
         allowed = ids[ids % 3 == 0]
         got_scores, got = index.search(query, 5, allowed)
@@ -247,18 +232,14 @@ def test_refined_fast_scan_index_filters_by_id_and_survives_a_delete(tmp_path: P
         assert set(got[0].tolist()) <= set(allowed.tolist())
         assert got[0].tolist() == expected  # every list probed, every candidate re-scored: exact
         np.testing.assert_allclose(got_scores[0], np.sort(vectors[np.isin(ids, expected)] @ query)[::-1], atol=2e-3)
-        delete_documents(st, ["d7"])
-        assert 8 not in open_index(st).ids() and check_store(st).ok
+        s.delete(["d7"])
+        assert 8 not in s.keeper.current().ids() and s.check().ok
 
 
 def test_mmap_index_gives_the_same_hits(tmp_path: Path) -> None:
-    from semsearch.indexing import IndexOptions
-    from tests.conftest import HashEncoder
-
-    settings = load_settings(overrides={"store": str(tmp_path / "s"), "index": "IVF4,Flat"})
-    with Store.open(tmp_path / "s", create=True) as st:
-        ingest(st, HashEncoder(), _docs(60), settings)
-        query = st.passage_vector(9)
-        plain = open_index(st).search(query, 5)[1]
-        mapped = open_index(st, options=IndexOptions(mmap=True))
-        np.testing.assert_array_equal(mapped.search(query, 5)[1], plain)
+    with session(tmp_path / "s", index="IVF4,Flat") as s:
+        s.ingest(_docs(60))
+        query = s.store.documents.vector(9)
+        plain = s.keeper.current().search(query, 5)[1]
+    with semsearch.open(tmp_path / "s", mmap=True) as s:
+        np.testing.assert_array_equal(s.keeper.current().search(query, 5)[1], plain)

@@ -1,19 +1,24 @@
-"""Turn results into terminal text (rich renderables), PNG bytes and JSON-ready dicts."""
+"""Results as terminal text: rich tables, the heatmap and text shaded by contribution."""
 
 from __future__ import annotations
 
-import io
-from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .explain import Explanation, column_shares, row_shares, special_share, top_impact, top_pairs, visible_columns
-from .search import Hit, SearchResult
-from .why import ExplainedHit
+from ..core.matrices import (
+    Decomposition,
+    column_shares,
+    row_shares,
+    special_share,
+    top_impact,
+    top_pairs,
+    visible_columns,
+)
+from ..results import Explanation, SearchResult
 
 
 def snippet(text: str, width: int = 100) -> str:
@@ -26,13 +31,14 @@ def percent(share: float) -> str:
 
 
 def reasons_text(pairs: list[Any]) -> str:
-    return ", ".join(f"{p.query}↔{p.doc} {percent(p.share)}" for p in pairs)
+    return ", ".join(f"{p.query}↔{p.passage} {percent(p.share)}" for p in pairs)
 
 
 # search ------------------------------------------------------------------------------------
 def search_table(result: SearchResult) -> Table:
     table = Table(title=f"{result.query}", title_justify="left", show_lines=False)
-    for name, justify in (("rank", "right"), ("id", "right"), ("score", "right"), ("document", "left"), ("text", "left")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (("rank", "right"), ("id", "right"), ("score", "right"), ("document", "left"), ("text", "left"))
+    for name, justify in columns:
         table.add_column(name, justify=justify, overflow="fold" if name == "text" else "ellipsis")
     for hit in result.hits:
         text = snippet(hit.text)
@@ -40,20 +46,6 @@ def search_table(result: SearchResult) -> Table:
             text += f"\n[dim]why: {reasons_text(hit.reasons)}[/dim]"
         table.add_row(str(hit.rank), str(hit.passage_id), f"{hit.score:.4f}", hit.document_key, text)
     return table
-
-
-def hit_dict(hit: Hit) -> dict[str, Any]:
-    data = {k: v for k, v in asdict(hit).items() if k != "reasons"}
-    if hit.reasons:
-        data["why"] = [
-            {"query": p.query, "passage": p.doc, "share": round(p.share, 6), "contribution": p.contribution}
-            for p in hit.reasons
-        ]
-    return data
-
-
-def search_dict(result: SearchResult) -> dict[str, Any]:
-    return {"query": result.query, "query_id": result.query_id, "hits": [hit_dict(h) for h in result.hits]}
 
 
 # explain -----------------------------------------------------------------------------------
@@ -66,7 +58,7 @@ def _cell_style(value: float, scale: float) -> str:
     return f"{fg} on rgb({r},{g},{b})"
 
 
-def score_line(expl: Explanation) -> str:
+def score_line(expl: Decomposition) -> str:
     parts = [f"score {expl.score:.6f} = sum of the contribution matrix"]
     if expl.index_score is not None:
         parts.append(f"index score {expl.index_score:.6f}")
@@ -90,7 +82,7 @@ def _cell(value: float, mode: str) -> str:
     return f"{value:.1f}" if abs(value) < 10 else f"{value:.0f}"
 
 
-def heatmap(expl: Explanation, mode: str, max_cols: int, hide_special: bool = False) -> Group:
+def heatmap(expl: Decomposition, mode: str, max_cols: int, hide_special: bool = False) -> Group:
     """Query units (rows) × the passage units that matter most (columns), coloured by value."""
     cols, hidden = visible_columns(expl, max_cols, hide_special)
     rows = [i for i in range(len(expl.query.labels)) if not (hide_special and expl.query.special[i])]
@@ -133,95 +125,28 @@ def highlighted(side_text: str, spans: list[tuple[int, int]], special: np.ndarra
     return text
 
 
-def explanation_view(hit: ExplainedHit, mode: str, max_cols: int, top: int, hide_special: bool, width: int = 200) -> Group:
-    expl = hit.explanation
+def explanation_view(hit: Explanation, mode: str, max_cols: int, top: int, hide_special: bool, width: int = 200) -> Group:
+    expl = hit.decomposition
     max_cols = min(max_cols, fitting_columns(width))
     p = hit.passage
     parts: list[Any] = [
         Text(f"passage {p.id} · document {p.document_key} · passage {p.ordinal} (chars {p.char_start}–{p.char_end})", style="bold"),
-        Text(f"against {hit.query_label}"),
+        Text(f"against {hit.against}"),
         Text(score_line(expl)),
     ]
     parts += [Text("note: " + note, style="yellow") for note in expl.notes]
     parts.append(heatmap(expl, mode, max_cols, hide_special))
     pairs = top_pairs(expl, top)
     if pairs:
-        lines = [f"  {p_.query:>14} ↔ {p_.doc:<16} {percent(p_.share):>6} of the score  (cosine {p_.cosine:.2f})" for p_ in pairs]
+        lines = [f"  {p_.query:>14} ↔ {p_.passage:<16} {percent(p_.share):>6} of the score  (cosine {p_.cosine:.2f})" for p_ in pairs]
         parts.append(Text("top pairs:\n" + "\n".join(lines)))
     impact = top_impact(expl, top)
     if impact:
         parts.append(Text("passage words whose removal costs the most score: " + ", ".join(f"{w} −{v:.3f}" for w, v in impact)))
-    parts.append(Text(f"special tokens ({', '.join(sorted({l for l, s in zip(expl.query.labels + expl.doc.labels, list(expl.query.special) + list(expl.doc.special)) if s}))}) hold {percent(special_share(expl))} of the score", style="dim"))
+    specials = sorted({label for side in (expl.query, expl.doc) for label, special in zip(side.labels, side.special) if special})
+    parts.append(Text(f"special tokens ({', '.join(specials)}) hold {percent(special_share(expl))} of the score", style="dim"))
     parts.append(Text("passage, shaded by contribution:", style="bold"))
     parts.append(highlighted(expl.doc.text, expl.doc.spans, expl.doc.special, column_shares(expl)))
     parts.append(Text("query, shaded by contribution:", style="bold"))
     parts.append(highlighted(expl.query.text, expl.query.spans, expl.query.special, row_shares(expl)))
     return Group(*parts)
-
-
-def explanation_dict(hit: ExplainedHit, top: int = 10) -> dict[str, Any]:
-    expl = hit.explanation
-
-    def side(s: Any) -> dict[str, Any]:
-        return {"text": s.text, "labels": s.labels, "spans": [list(x) for x in s.spans], "special": [bool(x) for x in s.special]}
-
-    return {
-        "passage_id": hit.passage.id,
-        "document": hit.passage.document_key,
-        "against": hit.query_label,
-        "level": expl.level,
-        "decomposable": expl.decomposable,
-        "query": side(expl.query),
-        "passage": side(expl.doc),
-        "cosine": expl.cosine.astype(float).tolist(),
-        "contribution": expl.contribution.astype(float).tolist(),
-        "score": expl.score,
-        "sum": float(expl.contribution.astype(np.float64).sum()),
-        "index_score": expl.index_score,
-        "residual": expl.residual,
-        "special_share": special_share(expl),
-        "query_shares": row_shares(expl).tolist(),
-        "passage_shares": column_shares(expl).tolist(),
-        "top_pairs": [asdict(p) for p in top_pairs(expl, top)],
-        "passage_impact": expl.impact.tolist(),
-        "notes": expl.notes,
-    }
-
-
-def explanation_png(hit: ExplainedHit, mode: str, hide_special: bool = False) -> bytes:
-    """A labelled heatmap of the full matrix; the figure grows with it so labels stay legible."""
-    import matplotlib  # ~0.5 s to import: only when a PNG is asked for
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    expl = hit.explanation
-    rows = [i for i in range(len(expl.query.labels)) if not (hide_special and expl.query.special[i])]
-    cols = [j for j in range(len(expl.doc.labels)) if not (hide_special and expl.doc.special[j])]
-    if mode == "contribution":
-        values = expl.contribution.astype(np.float64) / (expl.score if abs(expl.score) > 1e-12 else 1.0) * 100
-        label, cmap = "share of the score (%)", "RdBu_r"
-        bound = float(np.abs(values[np.ix_(rows, cols)]).max()) or 1.0
-        vmin, vmax = -bound, bound
-    else:
-        values = expl.cosine.astype(np.float64)
-        label, cmap, vmin, vmax = "cosine similarity", "viridis", None, None
-    matrix = values[np.ix_(rows, cols)]
-    width = min(max(6.0, 0.26 * len(cols) + 3.0), 120.0)
-    height = min(max(3.0, 0.3 * len(rows) + 2.2), 60.0)
-    fig, ax = plt.subplots(figsize=(width, height))
-    image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(len(cols)), [expl.doc.labels[j] for j in cols], rotation=90, fontsize=8)
-    ax.set_yticks(range(len(rows)), [expl.query.labels[i] for i in rows], fontsize=8)
-    ax.set_xlabel(f"passage {hit.passage.id} ({hit.passage.document_key})")
-    ax.set_ylabel("query")
-    title = f"{mode} matrix · score {expl.score:.4f}"
-    if expl.index_score is not None:
-        title += f" (index {expl.index_score:.4f})"
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, label=label, fraction=0.03, pad=0.01)
-    fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=100)
-    plt.close(fig)
-    return out.getvalue()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
@@ -56,7 +56,8 @@ def _one_thread_for(queries: int) -> Iterator[None]:
 
     FAISS splits work across queries, so one query uses one thread anyway, while its idle OpenMP
     threads spin after each call and slow the next query's model pass (scripts/bench_search.py's
-    warm search).
+    warm search). OpenMP keeps the thread count per calling thread (its nthreads-var), so searches
+    on other threads are not affected.
     """
     if queries != 1:
         yield
@@ -107,6 +108,12 @@ class VectorIndex:
         if not isinstance(inner, (faiss.IndexIDMap, faiss.IndexIDMap2)) and not hasattr(inner, "invlists"):
             inner = faiss.IndexIDMap2(inner)
         return cls(inner, factory, dim)
+
+    def copy(self) -> VectorIndex:
+        """An independent copy (through FAISS's own serialisation), to change while others search."""
+        faiss = _faiss()
+        inner = faiss.deserialize_index(faiss.serialize_index(self.index))
+        return VectorIndex(inner, self.factory, self.dim, self.max_id)
 
     @property
     def ntotal(self) -> int:
@@ -161,7 +168,7 @@ class VectorIndex:
         self, q: NDArray[np.float32], k: int, allowed: NDArray[np.int64] | None
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         if allowed is None:
-            return self.index.search(q, k)  # type: ignore[no-any-return]
+            return self.index.search(q, k)
         faiss = _faiss()
         inner = faiss.downcast_index(self.index)
         wrapped = faiss.downcast_index(inner.index) if hasattr(inner, "id_map") else None
@@ -172,7 +179,7 @@ class VectorIndex:
             params = faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
         else:
             params = faiss.SearchParameters(sel=selector)
-        return self.index.search(q, k, params=params)  # type: ignore[no-any-return]
+        return self.index.search(q, k, params=params)
 
     def _search_refine(
         self, q: NDArray[np.float32], k: int, allowed: NDArray[np.int64], idmap: Any, refine: Any

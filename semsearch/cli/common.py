@@ -1,20 +1,22 @@
-"""What every command shares: consoles, option types, error reporting, settings, locks."""
+"""What every command shares: consoles, option types, error reporting, opening a Session."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from .config import Settings, load_settings, resolve_model
-from .errors import SemsearchError, StoreError
+from ..config import load_settings
+from ..errors import SemsearchError
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
@@ -42,6 +44,9 @@ def reports_errors(func: F) -> F:
 
 
 def quiet_third_parties() -> None:
+    """The process is the front end's: keep model libraries offline and quiet."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -50,30 +55,14 @@ def quiet_third_parties() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def settings_from(config: Path | None, **overrides: Any) -> Settings:
-    return load_settings(config, overrides)
+def open_session(config: Path | None, create: bool = False, **overrides: Any) -> Session:
+    """The Session for the command's options (``None`` options fall back to env, file, default)."""
+    from ..session import Session
+
+    return Session(load_settings(config, overrides), create=create)
 
 
-def load_model(settings: Settings, store_model: str | None) -> Any:
-    from . import encoder
-
+def load_model(session: Session) -> None:
+    """Load the session's model now, under a spinner."""
     with err.status("loading the model…", spinner="dots"):
-        return encoder.load_encoder(resolve_model(settings, store_model), settings.device)
-
-
-def open_store(settings: Settings) -> Any:
-    from .store import Store
-
-    return Store.open(settings.store)
-
-
-
-@contextmanager
-def held_writer_lock(directory: Path) -> Iterator[None]:
-    """The store's writer lock, or a StoreError saying who holds it."""
-    from .indexing import write_lock
-
-    with write_lock(directory) as held:
-        if not held:
-            raise StoreError(f"another semsearch process is writing to {directory}; wait for it to finish")
-        yield
+        session.encoder  # noqa: B018 - loads it

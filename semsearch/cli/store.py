@@ -8,19 +8,16 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import (
+from .common import (
     ConfigOpt,
     JsonOpt,
     ModelOpt,
     StoreOpt,
     err,
-    held_writer_lock,
-    load_model,
-    open_store,
+    open_session,
     out,
     quiet_third_parties,
     reports_errors,
-    settings_from,
 )
 
 # eval ----------------------------------------------------------------------------------------
@@ -41,18 +38,14 @@ def eval_command(
     Document ids in the judgements are the store's document keys (BEIR's _id when ingested from
     a BEIR corpus); a document scores as its best passage. Metrics come from ir-measures.
     """
-    from .evaluate import check_ids, evaluate, read_qrels, read_queries
-    from .indexing import IndexOptions
+    from ..flows.evaluate import read_judged
 
     quiet_third_parties()
-    settings = settings_from(config, store=store, model=model)
-    texts, judgements = read_queries(queries), read_qrels(qrels)
-    check_ids(texts, judgements, qrels, queries)
-    with open_store(settings) as st:
-        encoder = load_model(settings, st.meta("model"))
-        report = evaluate(st, encoder, texts, judgements, k, depth, IndexOptions.from_settings(settings))
+    texts, judged = read_judged(queries, qrels)  # bad files fail before the store and model open
+    with open_session(config, store=store, model=model) as session:
+        report = session.evaluate(texts, judged, k, depth)
     if as_json:
-        out.print_json(json.dumps({"queries": report.queries, "depth": report.depth, **report.measures, "missing_documents": report.missing_documents}))
+        out.print_json(json.dumps(report.to_dict()))
         return
     out.print(f"{report.queries} judged queries, {report.depth} documents retrieved each")
     for name, value in report.measures.items():
@@ -73,19 +66,10 @@ def index_build(
     config: ConfigOpt = None,
 ) -> None:
     """Rebuild the index, or switch its type, from the sentence vectors kept in SQLite."""
-    import time
-
-    from .indexing import build_index, store_factory
-
-    settings = settings_from(config, store=store)
-    with open_store(settings) as st, held_writer_lock(st.path):
-        chosen = factory or store_factory(st)
-        started = time.perf_counter()
-        with err.status(f"building {chosen}…"):
-            index = build_index(st, chosen)
-            index.save(st.path)
-        st.set_meta({"index_factory": chosen})
-        err.print(f"built {chosen} over {index.ntotal:,} vectors in {time.perf_counter() - started:.1f} s", highlight=False)
+    with open_session(config, store=store) as session:
+        with err.status(f"building {factory or 'the index'}…"):
+            report = session.build_index(factory)
+    err.print(f"built {report.factory} over {report.vectors:,} vectors in {report.seconds:.1f} s", highlight=False)
 
 
 # check and delete ----------------------------------------------------------------------------
@@ -100,22 +84,10 @@ def check(
 
     Exits 1 when problems remain.
     """
-    from .errors import StoreError
-    from .indexing import write_lock
-    from .maintenance import check_store
-
-    settings = settings_from(config, store=store)
-    with open_store(settings) as st, write_lock(st.path) as held:
-        if repair and not held:
-            raise StoreError(f"another semsearch process is writing to {st.path}; repair when it has finished")
-        report = check_store(st, repair=repair)
-        if repair and report.problems:
-            repaired = report.repaired
-            report = check_store(st)  # what is left after the repair
-            report.repaired = repaired
-    problems = [{"problem": p.what, "fix": p.fix} for p in report.problems]
+    with open_session(config, store=store) as session:
+        report = session.check(repair=repair)
     if as_json:
-        out.print_json(json.dumps({"ok": report.ok, "counts": report.counts, "problems": problems, "repaired": report.repaired}))
+        out.print_json(json.dumps(report.to_dict()))
     else:
         for line in report.repaired:
             out.print(f"repaired: {line}", highlight=False)
@@ -135,9 +107,6 @@ def delete(
     config: ConfigOpt = None,
 ) -> None:
     """Remove documents with their passages, token vectors and index entries."""
-    from .maintenance import delete_documents
-
-    settings = settings_from(config, store=store)
-    with open_store(settings) as st, held_writer_lock(st.path):
-        removed = delete_documents(st, doc)
-    err.print(f"deleted {len(set(doc)):,} documents ({removed:,} passages)", highlight=False)
+    with open_session(config, store=store) as session:
+        report = session.delete(doc)
+    err.print(f"deleted {report.documents:,} documents ({report.passages:,} passages)", highlight=False)

@@ -11,36 +11,25 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import json
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
-from . import codec as codecs
-from .config import Settings
-from .documents import Document, Item, Rejected
-from .encoder import Encoder, Span
-from .errors import ConfigError, InputError, ModelError, StoreError
-from .indexing import open_index
-from .store import NewPassage, Store
+from ..config import Settings
+from ..core import codec as codecs
+from ..core.types import NewPassage, Span
+from ..documents import Document, Item, Rejected
+from ..encoder import Encoder
+from ..errors import ConfigError, InputError
+from ..results import IngestProgress, IngestReport
+from ..store import Store, StoreMeta
+from .indexing import IndexKeeper
 
-Progress = Callable[[int, int], None]
-
-
-@dataclass
-class IngestReport:
-    """What one ingest did."""
-
-    documents: int
-    passages: int
-    tokens: int
-    unchanged: int
-    replaced: int
-    seconds: float
+Progress = Callable[[IngestProgress], None]
 
 
 @dataclass
@@ -84,40 +73,14 @@ def validate(items: Iterable[Item], skip: bool = False) -> Validation:
     return Validation(count, rejected)
 
 
-def store_settings(encoder: Encoder, settings: Settings) -> dict[str, str]:
-    """The meta values that every later ingest and search must agree with."""
-    return {
-        "model": encoder.name,
-        "dim": str(encoder.dim),
-        "pooling": encoder.pooling,
-        "max_tokens": str(encoder.max_tokens),
-        "token_codec": settings.token_codec,
-        "special_tokens": json.dumps({str(k): v for k, v in encoder.special_tokens.items()}),
-    }
-
-
 def prepare_store(store: Store, encoder: Encoder, settings: Settings) -> None:
     """Record the model in a new store, or check that an existing store was built with it."""
-    wanted = store_settings(encoder, settings)
-    if store.meta("model") is None:
+    if store.meta.model is None:
         codecs.get_codec(settings.token_codec, encoder.dim)  # an unknown codec fails before anything is set
-        store.set_meta({**wanted, "index_factory": settings.index, "long_documents": settings.long_documents})
+        store.set_meta(StoreMeta.for_encoder(encoder, settings.token_codec, settings.index, settings.long_documents))
         return
-    check_model(store, encoder)
-    if store.meta("token_codec") != settings.token_codec:
-        raise StoreError(
-            f"store {store.path} keeps tokens as {store.meta('token_codec')!r} but the settings ask "
-            f"for {settings.token_codec!r}; use the store's codec or a new --store"
-        )
-
-
-def check_model(store: Store, encoder: Encoder) -> None:
-    for key, value in (("model", encoder.name), ("dim", str(encoder.dim))):
-        if store.meta(key) != value:
-            raise ModelError(
-                f"store {store.path} was built with {key} {store.meta(key)!r}, but {value!r} is "
-                f"loaded; pass --model {store.meta('model')!r} or use a new --store"
-            )
+    store.meta.check_encoder(encoder, store.path)
+    store.meta.check_codec(settings.token_codec, store.path)
 
 
 def _chunks(documents: Iterable[Document], encoder: Encoder, settings: Settings) -> Iterator[list[tuple[Document, list[Span]]]]:
@@ -142,41 +105,52 @@ def _split(docs: list[Document], encoder: Encoder, settings: Settings) -> list[l
 
 def ingest(
     store: Store,
+    keeper: IndexKeeper,
     encoder: Encoder,
     documents: Iterable[Document],
     settings: Settings,
     progress: Progress | None = None,
+    total: int = 0,
 ) -> IngestReport:
     """Encode and store ``documents``; unchanged ones (same key and text) are skipped.
 
-    Writing overlaps encoding: while the model encodes one chunk, a writer thread (with its own
-    connection) stores the previous one in its transaction. At most one encoded chunk waits.
+    Writing overlaps encoding: while the model encodes one chunk, a writer thread (a one-worker
+    executor, with its own connection) stores the previous one in its transaction. At most one
+    write is pending; its errors arrive through its future's ``result()``.
     """
     started = time.perf_counter()
     prepare_store(store, encoder, settings)
+    codec = store.codec()
     report = IngestReport(0, 0, 0, 0, 0, 0.0)
     done_docs = 0
-    with _Writer(store) as writer:
+    if progress:
+        progress(IngestProgress("encoding", 0, total, 0))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="semsearch-writer") as writer:
+        pending: Future[int] | None = None
         for chunk in _chunks(documents, encoder, settings):
-            stored = store.document_hashes([doc.key for doc, _ in chunk])
+            stored = store.documents.hashes([doc.key for doc, _ in chunk])
             todo = [(doc, spans) for doc, spans in chunk if stored.get(doc.key) != doc.content_hash]
             report.unchanged += len(chunk) - len(todo)
             docs, tokens = _encode(encoder, todo, settings.batch_size)
-            if docs:
-                writer.put(docs)
+            if docs and codec.needs_training:
+                train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
+            if pending is not None:
+                report.passages += pending.result()
+            pending = writer.submit(_write, store, docs, codec) if docs else None
             report.documents += len(todo)
             report.replaced += sum(1 for doc, _ in todo if doc.key in stored)
             report.tokens += tokens
             done_docs += len(chunk)
             _release_freed_memory()
             if progress:
-                progress(done_docs, writer.passages)
-    report.passages = writer.passages
+                progress(IngestProgress("encoding", done_docs, total, report.passages))
+        if pending is not None:
+            report.passages += pending.result()
     if progress:
-        progress(done_docs, report.passages)
+        progress(IngestProgress("encoding", done_docs, total, report.passages))
     # The index is brought up to date once, from SQLite, when the passages are stored: memory
     # during ingest stays bounded by the batches, and a crash leaves nothing to reconcile.
-    open_index(store, save=False).save(store.path)
+    keeper.replace(keeper.current(save=False))
     report.seconds = time.perf_counter() - started
     return report
 
@@ -184,74 +158,10 @@ def ingest(
 Chunk = list[tuple[Document, list[NewPassage]]]
 
 
-class _Writer:
-    """Stores encoded chunks on a thread of its own, one transaction per chunk.
-
-    ``put`` hands over a chunk, waiting while one is already queued; a failure in the writer is
-    raised by the next ``put`` or on leaving the ``with`` block. Leaving early (an error while
-    reading or encoding) lets the chunk being written finish and drops the queued one: each
-    chunk is its own transaction, so the store stays whole either way.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.path = store.path
-        self.passages = 0
-        self._queue: queue.Queue[Chunk | None] = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="semsearch-writer", daemon=True)
-
-    def __enter__(self) -> _Writer:
-        self._thread.start()
-        return self
-
-    def put(self, docs: Chunk) -> None:
-        while True:
-            self._raise()
-            try:
-                self._queue.put(docs, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> None:
-        if exc is not None:
-            self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        self._thread.join()
-        if exc is None:
-            self._raise()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            self._stop.set()
-            raise error
-
-    def _run(self) -> None:
-        try:
-            with Store.open(self.path) as store:
-                codec = store.codec()
-                while not self._stop.is_set():
-                    docs = self._queue.get()
-                    if docs is None or self._stop.is_set():
-                        return
-                    if codec.needs_training:
-                        _train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
-                    new_ids, _ = store.write_documents(docs, codec)
-                    self.passages += len(new_ids)
-        except BaseException as exc:  # handed to the reading thread, which raises it
-            self._error = exc
-            while True:  # unblock a put that is waiting for room
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
+def _write(store: Store, docs: Chunk, codec: codecs.Codec) -> int:
+    """Store one encoded chunk in one transaction (on the writer thread); returns its passages."""
+    new_ids, _ = store.documents.write(docs, codec)
+    return len(new_ids)
 
 
 def _release_freed_memory() -> None:
@@ -270,17 +180,17 @@ def _malloc_trim() -> Callable[[int], int]:
     return getattr(libc, "malloc_trim", None) or (lambda pad: 0)
 
 
-def _train_codec(store: Store, codec: codecs.Codec, matrices: list[np.ndarray]) -> None:
+def train_codec(store: Store, codec: codecs.Codec, matrices: list[NDArray[np.float32]]) -> None:
     """Train a FAISS token codec on the first chunk's token vectors and keep it in the store."""
     try:
-        codec.train(matrices)  # type: ignore[attr-defined]
+        codec.train(matrices)
     except RuntimeError as exc:
         count = min(sum(len(m) for m in matrices), codecs.TRAIN_TOKENS)
         raise ConfigError(
             f"cannot train token codec {codec.name!r} on the first {count:,} token vectors "
             f"({str(exc).strip().splitlines()[-1]}); ingest more text at once or use float16 or SQ8"
         ) from None
-    store.set_blob("token_codec", codec.state())  # type: ignore[attr-defined]
+    store.set_blob("token_codec", codec.state())
 
 
 def _encode(encoder: Encoder, todo: list[tuple[Document, list[Span]]], batch_size: int) -> tuple[Chunk, int]:

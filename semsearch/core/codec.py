@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import ConfigError, StoreError
+from ..errors import ConfigError, StoreError
 
 F32 = np.dtype("<f4")
 F16 = np.dtype("<f2")
@@ -51,11 +51,21 @@ def ints_from_bytes(blob: bytes, columns: int = 1) -> NDArray[np.int32]:
 class Codec(Protocol):
     """Token vectors ↔ one blob per passage."""
 
-    name: str
-    dim: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     @property
     def needs_training(self) -> bool: ...
+
+    def train(self, matrices: list[NDArray[np.float32]]) -> None:
+        """Learn the codec from passages' token matrices (codecs that need no training ignore it)."""
+
+    def state(self) -> bytes:
+        """The trained state to keep in the store (empty when there is none)."""
+        ...
 
     def bytes_per_token(self) -> float: ...
 
@@ -81,6 +91,12 @@ class Float16Codec:
     dim: int
     name: str = "float16"
     needs_training: bool = False
+
+    def train(self, matrices: list[NDArray[np.float32]]) -> None:
+        """Nothing to learn."""
+
+    def state(self) -> bytes:
+        return b""
 
     def bytes_per_token(self) -> float:
         return 2.0 * self.dim

@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from . import __version__
-from .cli_common import (
+from .. import __version__
+from ..errors import StoreError
+from ..results import IngestProgress
+from .common import (
     ConfigOpt,
     JsonOpt,
     ModelOpt,
     StoreOpt,
     err,
-    held_writer_lock,
     load_model,
-    open_store,
+    open_session,
     out,
     quiet_third_parties,
     reports_errors,
-    settings_from,
 )
-from .cli_store import check, delete, eval_command, index_app
-from .errors import StoreError
+from .store import check, delete, eval_command, index_app
 
 app = typer.Typer(
     help="Semantic search that shows why a passage matched, from stored token vectors.",
@@ -68,59 +68,53 @@ def ingest(
     Documents longer than the model window are split into overlapping passages. Ingesting again
     adds new documents, re-encodes changed ones and skips unchanged ones.
     """
-    from .documents import ReadOptions, read_all, spool_stdin
-    from .ingest import ingest as run_ingest
-    from .ingest import validate
-    from .store import Store, store_exists
-
     quiet_third_parties()
     if on_error not in ("stop", "skip"):
         raise typer.BadParameter(f"--on-error must be 'stop' or 'skip', not {on_error!r}")
-    settings = settings_from(config, store=store, model=model, batch_size=batch_size, long_documents=long_documents, device=device)
-    opts = ReadOptions(text_fields=tuple(text_field or ("text",)), id_field=id_field, format=fmt)
-    skip = on_error == "skip"
-    spool = spool_stdin() if "-" in paths else None
-
-    def items() -> Any:
-        if spool is not None:
-            spool.seek(0)
-        return read_all(paths, opts, spool, skip=skip)
-
-    checked = validate(items(), skip=skip)
-    directory = Path(settings.store)
-    with held_writer_lock(directory):
-        store_model = None
-        if store_exists(directory):
-            with Store.open(directory) as existing:
-                store_model = existing.meta("model")
-        encoder = load_model(settings, store_model)
-        with Store.open(directory, create=True) as st, _progress(checked.documents, quiet) as progress:
-            report = run_ingest(st, encoder, checked.keep(items()), settings, progress)
-            size = st.file_bytes()
-        if checked.rejected:
-            skipped = directory / "skipped.jsonl"
-            skipped.write_text("".join(json.dumps({"source": r.source, "error": r.message}) + "\n" for r in checked.rejected))
-            err.print(f"skipped {len(checked.rejected):,} bad records, listed in {skipped}", highlight=False)
+    with open_session(config, create=True, store=store, model=model, batch_size=batch_size, long_documents=long_documents, device=device) as session:
+        with _progress(quiet) as progress:
+            report = session.ingest(
+                paths, text_fields=tuple(text_field or ("text",)), id_field=id_field, format=fmt, on_error=on_error, progress=progress
+            )
+    if report.skipped_file:
+        err.print(f"skipped {len(report.rejected):,} bad records, listed in {report.skipped_file}", highlight=False)
     rate = report.passages / report.seconds if report.seconds else 0.0
     err.print(
         f"Ingested {report.documents:,} documents ({report.passages:,} passages, {report.tokens:,} tokens) "
         f"in {report.seconds:.1f} s, {rate:,.1f} passages/s; {report.unchanged:,} unchanged skipped, "
-        f"{report.replaced:,} replaced; store {directory} is {size / 1e6:,.1f} MB",
+        f"{report.replaced:,} replaced; store {session.path} is {report.store_bytes / 1e6:,.1f} MB",
         highlight=False,
     )
 
 
 class _progress:
-    """A rich progress bar on stderr over documents, showing passages and passages/s."""
+    """A spinner while the model loads, then a rich progress bar on stderr over documents, with
+    passages and passages/s."""
 
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.total, self.quiet = total, quiet
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+        self.status: Any = None
 
-    def __enter__(self) -> Callable[[int, int], None] | None:
+    def __enter__(self) -> Callable[[IngestProgress], None]:
+        return self.update
+
+    def update(self, state: IngestProgress) -> None:
         if self.quiet:
-            return None
-        import time
+            return
+        if state.stage == "model":
+            self.status = err.status("loading the model…", spinner="dots")
+            self.status.start()
+            return
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        if self.bar is None:
+            self._start(state.total)
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.bar.update(self.task, completed=state.documents, passages=state.passages, rate=state.passages / elapsed)
 
+    def _start(self, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.bar = Progress(
@@ -129,18 +123,14 @@ class _progress:
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=err, transient=False,
         )
-        task = self.bar.add_task("ingest", total=self.total, passages=0, rate=0.0)
-        start = time.perf_counter()
+        self.task = self.bar.add_task("ingest", total=total, passages=0, rate=0.0)
+        self.started = time.perf_counter()
         self.bar.start()
 
-        def update(docs: int, passages: int) -> None:
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            self.bar.update(task, completed=docs, passages=passages, rate=passages / elapsed)
-
-        return update
-
     def __exit__(self, *exc: object) -> None:
-        if not self.quiet:
+        if self.status is not None:
+            self.status.stop()
+        if self.bar is not None:
             self.bar.stop()
 
 
@@ -160,29 +150,22 @@ def search(
     model: ModelOpt = None,
 ) -> None:
     """Rank stored passages by cosine similarity to QUERY; the query's tokens are cached for explain."""
-    from .indexing import IndexOptions
-    from .render import search_dict, search_table
-    from .search import search as run_search
-    from .search import search_like
+    from ..render.terminal import search_table
 
     quiet_third_parties()
-    settings = settings_from(config, store=store, model=model)
     given = sum(x is not None for x in (query, like, queries))
     if given != 1:
         raise typer.BadParameter("give exactly one of QUERY, --like ID or --queries FILE")
     filters = [_parse_where(w) for w in where or []]
-    with open_store(settings) as st:
+    texts = [query] if query is not None else _read_queries(queries)
+    with open_session(config, store=store, model=model) as session:
         if like is not None:
-            results = [search_like(st, like, k, IndexOptions.from_settings(settings), filters)]
+            results = [session.like(like, k, filters)]
         else:
-            texts = [query] if query is not None else _read_queries(queries)
-            encoder = load_model(settings, st.meta("model"))
-            results = [
-                run_search(st, encoder, t, k, why, settings.query_cache, IndexOptions.from_settings(settings), filters)
-                for t in texts
-            ]
+            load_model(session)
+            results = [session.search(t, k, filters, why) for t in texts]
     if as_json:
-        data = [search_dict(r) for r in results]
+        data = [r.to_dict() for r in results]
         out.print_json(json.dumps(data[0] if len(data) == 1 and queries is None else data, ensure_ascii=False))
         return
     for result in results:
@@ -199,7 +182,7 @@ def _parse_where(text: str) -> tuple[str, str]:
 
 
 def _read_queries(path: Path | None) -> list[str]:
-    from .errors import QueryError
+    from ..errors import QueryError
 
     if path is None:
         return []
@@ -236,8 +219,7 @@ def explain(
 
     Built from stored token vectors: against the last search's cached query it loads no model.
     """
-    from .render import explanation_dict, explanation_png, explanation_view
-    from .why import explain_passage
+    from ..render.terminal import explanation_view
 
     quiet_third_parties()
     if mode not in ("cosine", "contribution"):
@@ -246,25 +228,19 @@ def explain(
         raise typer.BadParameter("give at most one of --query, --query-id and --against")
     if max_cols < 1:
         raise typer.BadParameter("--max-cols must be at least 1")
-    settings = settings_from(config, store=store, model=model)
-    with open_store(settings) as st:
-        encoder = None
+    with open_session(config, store=store, model=model) as session:
         if query is not None:
-            from .ingest import check_model
-
-            encoder = load_model(settings, st.meta("model"))
-            check_model(st, encoder)
-        hit = explain_passage(
-            st, passage_id, query_text=query, encoder=encoder, query_id=query_id, against=against,
-            level="token" if tokens else "word", cache=settings.query_cache,
-        )
+            load_model(session)
+        hit = session.explain(passage_id, query=query, query_id=query_id, against=against, level="token" if tokens else "word")
     if png is not None:
+        from ..render.png import explanation_png
+
         try:
             png.write_bytes(explanation_png(hit, mode, hide_special))
         except OSError as exc:
             raise StoreError(f"cannot write {png}: {exc.strerror}; choose another --png path") from None
     if as_json:
-        out.print_json(json.dumps(explanation_dict(hit, top), ensure_ascii=False))
+        out.print_json(json.dumps(hit.to_dict(top), ensure_ascii=False))
     else:
         out.print(explanation_view(hit, mode, max_cols, top, hide_special, out.width))
         if png is not None:
@@ -276,30 +252,8 @@ def explain(
 @reports_errors
 def info(as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Describe a store: model, counts, bytes per stored token, index and size (no model needed)."""
-    from .index import read_info
-
-    settings = settings_from(config, store=store)
-    with open_store(settings) as st:
-        counts = st.counts()
-        token_bytes = st.token_bytes()
-        size = st.file_bytes()
-        index = read_info(st.path)
-        data = {
-            "store": str(st.path),
-            "model": st.meta("model"),
-            "dim": int(st.meta("dim") or 0),
-            "pooling": st.meta("pooling"),
-            "max_tokens": int(st.meta("max_tokens") or 0),
-            **counts,
-            "token_codec": st.meta("token_codec"),
-            "bytes_per_token": token_bytes / counts["tokens"] if counts["tokens"] else 0.0,
-            "token_store_bytes": token_bytes,
-            "token_store_share": token_bytes / size if size else 0.0,
-            "index_factory": st.meta("index_factory"),
-            "index_vectors": index.ntotal if index else 0,
-            "store_bytes": size,
-            "schema_version": st.schema_version(),
-        }
+    with open_session(config, store=store) as session:
+        data = session.info().to_dict()
     if as_json:
         out.print_json(json.dumps(data))
         return
@@ -307,7 +261,6 @@ def info(as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = N
     for key, value in data.items():
         shown = f"{value:,.3f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else str(value))
         out.print(f"{key:<{width}}  {shown}", highlight=False)
-
 
 
 app.command("eval")(eval_command)

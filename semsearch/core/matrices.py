@@ -16,11 +16,12 @@ what mean pooling would make of each word alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .store import TokenData
+from .types import TokenData
 
 LEVELS = ("word", "token")
 MODES = ("cosine", "contribution")
@@ -38,7 +39,7 @@ class Side:
 
 
 @dataclass
-class Explanation:
+class Decomposition:
     """The query × passage matrices, the score and how exactly they agree.
 
     ``impact[j]`` is the score lost if passage unit j's token vectors left the passage mean (the
@@ -63,8 +64,10 @@ class Explanation:
 
 @dataclass
 class Pair:
+    """A query unit and a passage unit, with the pair's part of the score and its cosine."""
+
     query: str
-    doc: str
+    passage: str
     row: int
     col: int
     contribution: float
@@ -106,14 +109,14 @@ def token_side(tokens: TokenData, special_tokens: dict[int, str], level: str = "
     return Side(tokens.text, labels, merged_spans, np.array([special[g[0]] for g in groups]), groups)
 
 
-def contribution_matrix(q: NDArray[np.float32], d: NDArray[np.float32]) -> NDArray[np.float32]:
+def contribution_matrix(q: NDArray[np.floating[Any]], d: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
     """Token-pair contributions; their sum is cos(mean q, mean d)."""
     n, m = len(q), len(d)
-    scale = n * m * np.linalg.norm(q.mean(axis=0)) * np.linalg.norm(d.mean(axis=0))
+    scale = n * m * float(np.linalg.norm(q.mean(axis=0))) * float(np.linalg.norm(d.mean(axis=0)))
     return ((q @ d.T) / max(scale, 1e-12)).astype(np.float32)
 
 
-def cosine_matrix(q: NDArray[np.float32], d: NDArray[np.float32]) -> NDArray[np.float32]:
+def cosine_matrix(q: NDArray[np.floating[Any]], d: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
     qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
     dn = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
     return (qn @ dn.T).astype(np.float32)
@@ -140,14 +143,14 @@ def word_impact(q: NDArray[np.float64], d: NDArray[np.float64], member: NDArray[
     return impact
 
 
-def explain(
+def decompose(
     query: TokenData,
     doc: TokenData,
     special_tokens: dict[int, str],
     level: str = "word",
     index_score: float | None = None,
     pooling: str = "mean",
-) -> Explanation:
+) -> Decomposition:
     """Both matrices for ``query`` against ``doc`` at word or token level."""
     q = query.vectors.astype(np.float64)
     d = doc.vectors.astype(np.float64)
@@ -170,16 +173,16 @@ def explain(
             "up to its score, so only the cosine matrix is meaningful"
         )
     impact = word_impact(q, d, md)
-    return Explanation(qs, ds, cosine, contribution, score, index_score, level, decomposable, notes, impact)
+    return Decomposition(qs, ds, cosine, contribution, score, index_score, level, decomposable, notes, impact)
 
 
-def top_impact(expl: Explanation, k: int = 8) -> list[tuple[str, float]]:
+def top_impact(expl: Decomposition, k: int = 8) -> list[tuple[str, float]]:
     """The passage words (not special tokens) whose removal would cost the score most."""
     order = [j for j in np.argsort(-expl.impact) if not expl.doc.special[j]][:k]
     return [(expl.doc.labels[j], float(expl.impact[j])) for j in order]
 
 
-def top_pairs(expl: Explanation, k: int = 10, include_special: bool = False) -> list[Pair]:
+def top_pairs(expl: Decomposition, k: int = 10, include_special: bool = False) -> list[Pair]:
     """The ``k`` word/token pairs that add most to the score."""
     c = expl.contribution.astype(np.float64).copy()
     if not include_special:
@@ -202,24 +205,24 @@ def _share(value: float, total: float) -> float:
     return value / total if abs(total) > 1e-12 else 0.0
 
 
-def row_shares(expl: Explanation) -> NDArray[np.float64]:
+def row_shares(expl: Decomposition) -> NDArray[np.float64]:
     """Each query unit's share of the score."""
     return expl.contribution.astype(np.float64).sum(axis=1) / (expl.score if abs(expl.score) > 1e-12 else 1.0)
 
 
-def column_shares(expl: Explanation) -> NDArray[np.float64]:
+def column_shares(expl: Decomposition) -> NDArray[np.float64]:
     """Each passage unit's share of the score."""
     return expl.contribution.astype(np.float64).sum(axis=0) / (expl.score if abs(expl.score) > 1e-12 else 1.0)
 
 
-def special_share(expl: Explanation) -> float:
+def special_share(expl: Decomposition) -> float:
     """The share of the score held by pairs with a special token on either side."""
     c = expl.contribution.astype(np.float64)
     mask = expl.query.special[:, None] | expl.doc.special[None, :]
     return _share(float(c[mask].sum()), expl.score)
 
 
-def visible_columns(expl: Explanation, max_cols: int, hide_special: bool = False) -> tuple[list[int], float]:
+def visible_columns(expl: Decomposition, max_cols: int, hide_special: bool = False) -> tuple[list[int], float]:
     """The passage units worth a column (largest |contribution|, kept in text order).
 
     Returns the column indices and the share of the score that the other columns hold.

@@ -8,27 +8,17 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from .encoder import Encoder
-from .errors import InputError, QueryError
-from .indexing import IndexOptions, open_index
-from .ingest import check_model
-from .store import Store
-
-
-@dataclass
-class EvalReport:
-    """Aggregate metrics over the judged queries."""
-
-    measures: dict[str, float]
-    queries: int
-    depth: int
-    missing_documents: int = 0
-    notes: list[str] = field(default_factory=list)
+from ..encoder import Encoder
+from ..errors import InputError
+from ..results import EvalReport
+from ..store import Store
+from .indexing import IndexKeeper
+from .query import check_k
 
 
 def read_queries(path: Path) -> dict[str, str]:
@@ -92,26 +82,26 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return dict(qrels)
 
 
-def check_ids(queries: dict[str, str], qrels: dict[str, dict[str, int]], qrels_path: Path, queries_path: Path) -> None:
+def read_judged(queries: Path, qrels: Path) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Queries and judgements read from BEIR files, checked against each other."""
+    texts, judged = read_queries(queries), read_qrels(qrels)
+    check_ids(texts, judged, f"{qrels}: ", str(queries), "pass the queries file that goes with these judgements")
+    return texts, judged
+
+
+def check_ids(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], where: str, missing_from: str, advice: str) -> None:
+    """Every judged query must have its text."""
     unknown = [q for q in qrels if q not in queries]
     if unknown:
         shown = ", ".join(repr(q) for q in unknown[:5])
-        raise InputError(
-            f"{qrels_path}: {len(unknown)} query ids are not in {queries_path} (for example {shown}); "
-            "pass the queries file that goes with these judgements"
-        )
+        raise InputError(f"{where}{len(unknown)} query ids are not in {missing_from} (for example {shown}); {advice}")
 
 
 def run_queries(
-    store: Store,
-    encoder: Encoder,
-    texts: dict[str, str],
-    depth: int,
-    batch_size: int = 32,
-    options: IndexOptions = IndexOptions(),
+    store: Store, keeper: IndexKeeper, encoder: Encoder, texts: dict[str, str], depth: int, batch_size: int = 32
 ) -> dict[str, dict[str, float]]:
     """Top ``depth`` documents per query, each scored by its best passage."""
-    index = open_index(store, options=options)
+    index = keeper.current()
     wanted = min(index.ntotal, depth * 4)
     run: dict[str, dict[str, float]] = {}
     ids = list(texts)
@@ -119,7 +109,7 @@ def run_queries(
         chunk = ids[start : start + batch_size]
         vectors = np.vstack([e.vector for e in encoder.encode([texts[q] for q in chunk])])
         scores, found = index.search(vectors, wanted)
-        keys = store.document_keys([int(i) for i in np.unique(found) if i >= 0])
+        keys = store.documents.keys_of([int(i) for i in np.unique(found) if i >= 0])
         for qid, row_scores, row_ids in zip(chunk, scores, found):
             docs: dict[str, float] = {}
             for pid, score in zip(row_ids, row_scores):
@@ -134,25 +124,24 @@ def run_queries(
 
 def evaluate(
     store: Store,
+    keeper: IndexKeeper,
     encoder: Encoder,
-    queries: dict[str, str],
-    qrels: dict[str, dict[str, int]],
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
     k: int = 10,
     depth: int = 1000,
-    options: IndexOptions = IndexOptions(),
 ) -> EvalReport:
     import ir_measures  # only eval needs it
-    from ir_measures import AP, R, RR, nDCG
+    from ir_measures import AP, RR, R, nDCG
 
-    if k < 1:
-        raise QueryError(f"-k must be at least 1, not {k}")
-    check_model(store, encoder)
+    check_k(k)
+    check_ids(queries, qrels, "", "the queries", "give the text of every judged query")
     judged = {q: queries[q] for q in qrels}
-    run = run_queries(store, encoder, judged, max(depth, k, 100), options=options)
-    stored = store.document_keys_present({d for rel in qrels.values() for d in rel})
+    run = run_queries(store, keeper, encoder, judged, max(depth, k, 100))
+    stored = store.documents.present({d for rel in qrels.values() for d in rel})
     missing = len({d for rel in qrels.values() for d in rel} - stored)
     measures = [nDCG @ k, RR @ k, R @ 100, AP]
-    values = ir_measures.calc_aggregate(measures, qrels, run)
+    values = ir_measures.calc_aggregate(measures, {q: dict(r) for q, r in qrels.items()}, run)
     names = {str(nDCG @ k): f"nDCG@{k}", str(RR @ k): f"MRR@{k}", str(R @ 100): "Recall@100", str(AP): "MAP"}
     report = EvalReport({names[str(m)]: float(values[m]) for m in measures}, len(judged), depth, missing)
     if missing:

@@ -1,0 +1,50 @@
+"""Explain a stored passage against a query, from stored token vectors only.
+
+The query comes from the cache of recent searches (no model at all), from new query text (one
+short encode of the query), or from another stored passage (no model at all).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.matrices import decompose
+from ..encoder import Encoder
+from ..results import Explanation
+from ..store import Store
+from .query import encode_query
+
+
+def explain(
+    store: Store,
+    passage_id: int,
+    *,
+    query_text: str | None = None,
+    encoder: Encoder | None = None,
+    query_id: int | None = None,
+    against: int | None = None,
+    level: str = "word",
+) -> Explanation:
+    """``encoder`` is needed only for ``query_text``, which is not cached: it never replaces the
+    last search's query as the default of later explanations."""
+    codec = store.codec()
+    passage = store.documents.passage(passage_id)
+    doc = store.tokens.of(passage_id, codec)
+    doc_vector = store.documents.vector(passage_id)
+    cached_id: int | None = None
+    if against is not None:
+        query = store.tokens.of(against, codec)
+        query_vector = store.documents.vector(against)
+        label = f"passage {against}"
+    elif query_text is not None:
+        if encoder is None:
+            raise ValueError("an encoder is needed to explain against new query text")
+        query_vector, query = encode_query(encoder, query_text)
+        label = f"query: {query_text}"
+    else:
+        cached = store.queries.get(query_id)
+        query, query_vector, cached_id = cached.tokens, cached.vector, cached.id
+        label = f"query {cached.id}: {cached.text}"
+    index_score = float(np.dot(query_vector.astype(np.float64), doc_vector.astype(np.float64)))
+    decomposition = decompose(query, doc, store.meta.special_tokens, level, index_score, store.meta.pooling)
+    return Explanation(passage, label, cached_id, decomposition)

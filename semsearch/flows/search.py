@@ -1,0 +1,90 @@
+"""Search: encode the query, ask the index, read the hits from the store, cache the query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..core.matrices import decompose, top_pairs
+from ..core.types import TokenData
+from ..encoder import Encoder
+from ..results import Hit, SearchResult
+from ..store import Store
+from .indexing import IndexKeeper
+from .query import check_k, encode_query
+
+BRUTE_FORCE_LIMIT = 20_000  # filtered searches over fewer passages are scored exactly from SQLite
+
+
+def ranked(
+    store: Store, keeper: IndexKeeper, vector: NDArray[np.float32], k: int, where: Sequence[tuple[str, str]] = ()
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Top-k (scores, ids); with ``where``, only passages whose metadata match (still k if k match)."""
+    index = keeper.current()
+    if not where:
+        scores, ids = index.search(vector, k)
+        return scores[0], ids[0]
+    allowed = store.documents.passage_ids_where(where)
+    if len(allowed) > BRUTE_FORCE_LIMIT:
+        scores, ids = index.search(vector, k, allowed)
+        if int((ids[0] >= 0).sum()) >= min(k, len(allowed)):
+            return scores[0], ids[0]
+    found, vectors = store.documents.vectors_for(allowed)
+    exact = vectors @ vector.astype(np.float32)
+    order = np.argsort(-exact, kind="stable")[:k]
+    return exact[order], found[order]
+
+
+def hits(store: Store, scores: NDArray[np.float32], ids: NDArray[np.int64], k: int, exclude: int | None = None) -> list[Hit]:
+    pairs = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0 and i != exclude][:k]
+    rows = store.documents.passages([i for i, _ in pairs])
+    found: list[Hit] = []
+    for pid, score in pairs:
+        row = rows.get(pid)
+        if row is None:  # deleted since the index was read
+            continue
+        found.append(Hit(len(found) + 1, pid, score, row.document_key, row.ordinal, row.char_start, row.char_end, row.text, row.meta))
+    return found
+
+
+def search(
+    store: Store,
+    keeper: IndexKeeper,
+    encoder: Encoder,
+    text: str,
+    k: int = 10,
+    why: int = 0,
+    cache: int = 100,
+    where: Sequence[tuple[str, str]] = (),
+) -> SearchResult:
+    """The ``k`` passages closest to ``text``; with ``why`` > 0, each hit's top word pairs.
+
+    ``where`` keeps passages whose document metadata has ``field == value`` for every pair.
+    """
+    check_k(k)
+    vector, tokens = encode_query(encoder, text)
+    scores, ids = ranked(store, keeper, vector, k, where)
+    found = hits(store, scores, ids, k)
+    query_id = store.queries.save(vector, tokens, cache)
+    if why:
+        add_reasons(store, tokens, found, why)
+    return SearchResult(text, query_id, found)
+
+
+def add_reasons(store: Store, query: TokenData, found: list[Hit], n_pairs: int) -> None:
+    codec, meta = store.codec(), store.meta
+    for hit in found:
+        doc = store.tokens.of(hit.passage_id, codec)
+        hit.reasons = top_pairs(decompose(query, doc, meta.special_tokens, "word", hit.score, meta.pooling), n_pairs)
+
+
+def like(
+    store: Store, keeper: IndexKeeper, passage_id: int, k: int = 10, where: Sequence[tuple[str, str]] = ()
+) -> SearchResult:
+    """Nearest neighbours of a stored passage (itself excluded), without the model."""
+    check_k(k)
+    vector = store.documents.vector(passage_id)
+    scores, ids = ranked(store, keeper, vector, k + 1, where)
+    return SearchResult(f"like:{passage_id}", None, hits(store, scores, ids, k, exclude=passage_id))

@@ -1,0 +1,1 @@
+"""Results into what a person sees: terminal text (rich) and PNG heatmaps."""

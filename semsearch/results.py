@@ -1,0 +1,247 @@
+"""What a Session returns: typed dataclasses, each with one JSON form (``to_dict``).
+
+The CLI's ``--json`` prints these dicts, and the HTTP API returns the same shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .core.matrices import Decomposition, Pair, column_shares, row_shares, special_share, top_pairs
+from .core.types import Passage
+from .documents import Rejected
+
+
+def pair_dict(pair: Pair) -> dict[str, Any]:
+    """One query-word ↔ passage-word pair and its part of the score."""
+    return {
+        "query": pair.query,
+        "passage": pair.passage,
+        "row": pair.row,
+        "col": pair.col,
+        "contribution": pair.contribution,
+        "share": round(pair.share, 6),
+        "cosine": pair.cosine,
+    }
+
+
+@dataclass
+class Hit:
+    """One ranked passage; ``reasons`` are its top word pairs when asked for (``why``)."""
+
+    rank: int
+    passage_id: int
+    score: float
+    document_key: str
+    ordinal: int
+    char_start: int
+    char_end: int
+    text: str
+    meta: dict[str, Any]
+    reasons: list[Pair] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "reasons"}
+        if self.reasons:
+            data["why"] = [pair_dict(p) for p in self.reasons]
+        return data
+
+
+@dataclass
+class SearchResult:
+    """The hits for one query; ``query_id`` names its cached tokens (None for ``like``)."""
+
+    query: str
+    query_id: int | None
+    hits: list[Hit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "query_id": self.query_id, "hits": [h.to_dict() for h in self.hits]}
+
+
+@dataclass
+class Explanation:
+    """Why ``passage`` matched: the query × passage matrices and the exact score decomposition."""
+
+    passage: Passage
+    against: str
+    query_id: int | None
+    decomposition: Decomposition
+
+    @property
+    def score(self) -> float:
+        """The sum of the contribution matrix (equal to the cosine for mean pooling)."""
+        return self.decomposition.score
+
+    @property
+    def contribution(self) -> NDArray[np.float32]:
+        return self.decomposition.contribution
+
+    @property
+    def cosine(self) -> NDArray[np.float32]:
+        return self.decomposition.cosine
+
+    @property
+    def index_score(self) -> float | None:
+        return self.decomposition.index_score
+
+    @property
+    def residual(self) -> float | None:
+        return self.decomposition.residual
+
+    def to_dict(self, top: int = 10) -> dict[str, Any]:
+        expl = self.decomposition
+
+        def side(s: Any) -> dict[str, Any]:
+            return {"text": s.text, "labels": s.labels, "spans": [list(x) for x in s.spans], "special": [bool(x) for x in s.special]}
+
+        return {
+            "passage_id": self.passage.id,
+            "document": self.passage.document_key,
+            "against": self.against,
+            "query_id": self.query_id,
+            "level": expl.level,
+            "decomposable": expl.decomposable,
+            "query": side(expl.query),
+            "passage": side(expl.doc),
+            "cosine": expl.cosine.astype(float).tolist(),
+            "contribution": expl.contribution.astype(float).tolist(),
+            "score": expl.score,
+            "sum": float(expl.contribution.astype(np.float64).sum()),
+            "index_score": expl.index_score,
+            "residual": expl.residual,
+            "special_share": special_share(expl),
+            "query_shares": row_shares(expl).tolist(),
+            "passage_shares": column_shares(expl).tolist(),
+            "top_pairs": [pair_dict(p) for p in top_pairs(expl, top)],
+            "passage_impact": expl.impact.tolist(),
+            "notes": expl.notes,
+        }
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """Where an ingest is: ``stage`` is 'model' (loading it, after the input was checked), then
+    'encoding' after each stored chunk; ``documents`` of ``total`` are done."""
+
+    stage: str
+    documents: int
+    total: int
+    passages: int
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did; ``rejected`` lists records skipped with ``on_error='skip'``."""
+
+    documents: int
+    passages: int
+    tokens: int
+    unchanged: int
+    replaced: int
+    seconds: float
+    store_bytes: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    skipped_file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rejected"] = [{"source": r.source, "error": r.message} for r in self.rejected]
+        return data
+
+
+@dataclass
+class StoreInfo:
+    """A store described without the model."""
+
+    store: str
+    model: str | None
+    dim: int
+    pooling: str
+    max_tokens: int
+    documents: int
+    passages: int
+    tokens: int
+    token_codec: str
+    bytes_per_token: float
+    token_store_bytes: int
+    token_store_share: float
+    index_factory: str | None
+    index_vectors: int
+    store_bytes: int
+    schema_version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a store and what fixes it."""
+
+    what: str
+    fix: str
+
+
+@dataclass
+class CheckReport:
+    """What ``check`` found, and what ``check --repair`` did."""
+
+    counts: dict[str, int]
+    problems: list[Problem] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "counts": self.counts,
+            "problems": [{"problem": p.what, "fix": p.fix} for p in self.problems],
+            "repaired": self.repaired,
+        }
+
+
+@dataclass
+class DeleteReport:
+    """Documents and passages removed."""
+
+    documents: int
+    passages: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class IndexReport:
+    """An index built from the stored sentence vectors: the factory asked for (maybe ``auto``)
+    and the one it resolved to."""
+
+    factory: str
+    resolved: str
+    vectors: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvalReport:
+    """Aggregate metrics over the judged queries."""
+
+    measures: dict[str, float]
+    queries: int
+    depth: int
+    missing_documents: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queries": self.queries, "depth": self.depth, **self.measures, "missing_documents": self.missing_documents}

@@ -1,0 +1,300 @@
+"""The library's front door: ``semsearch.open(store)`` returns a Session that the CLI, the tests
+and other front ends share.
+
+A Session owns everything a front end must not: the store's connections (one per thread), the
+loaded index (``IndexKeeper``), the encoder (loaded on first need, its calls serialised), and the
+writer lock of the store directory. It can be shared by threads: reads run in parallel, writes
+take the store's lock one at a time.
+
+    import semsearch
+
+    with semsearch.open("my-store", create=True) as s:
+        s.ingest(["notes.jsonl"])
+        result = s.search("how do vaccines work", k=5)
+        why = s.explain(result.hits[0].passage_id)   # from stored token vectors, no model run
+        print(why.score, why.contribution.sum())
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from . import encoder as encoder_module
+from .config import Settings, load_settings, resolve_model
+from .core.types import Encoded, Passage, Span
+from .documents import Document, ReadOptions, Rejected, read_all, read_records, spool_stdin
+from .encoder import Encoder
+from .errors import StoreError
+from .flows import evaluate as evaluating
+from .flows import explain as explaining
+from .flows import ingest as ingesting
+from .flows import maintenance
+from .flows import query as querying
+from .flows import search as searching
+from .flows.indexing import IndexKeeper
+from .index import IndexOptions, read_info
+from .results import (
+    CheckReport,
+    DeleteReport,
+    EvalReport,
+    Explanation,
+    IndexReport,
+    IngestProgress,
+    IngestReport,
+    SearchResult,
+    StoreInfo,
+)
+from .store import Store, held_write_lock, store_exists
+
+Progress = Callable[[IngestProgress], None]
+Source = str | Path | Document | Mapping[str, Any]
+
+
+class _SerialEncoder:
+    """An encoder whose calls run one at a time: a fast tokenizer shared by threads can fail
+    ('Already borrowed'), and two model passes on two cores only slow each other."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
+        self.pooling, self.special_tokens = inner.pooling, inner.special_tokens
+
+    def encode(self, texts: list[str]) -> list[Encoded]:
+        with self._lock:
+            return self._inner.encode(texts)
+
+    def split(self, texts: list[str], overlap: int, truncate: bool) -> list[list[Span]]:
+        with self._lock:
+            return self._inner.split(texts, overlap, truncate)
+
+
+class Session:
+    """A store opened for searching, explaining and (one writer at a time) changing it."""
+
+    def __init__(self, settings: Settings, create: bool = False, encoder: Encoder | None = None) -> None:
+        self.settings = settings
+        self.path = Path(settings.store)
+        self._create = create
+        self._store: Store | None = None
+        self._keeper: IndexKeeper | None = None
+        self._encoder: Encoder | None = None if encoder is None else _SerialEncoder(encoder)
+        self._lock = threading.RLock()
+        if store_exists(self.path) or not create:
+            self.store  # noqa: B018 - opens it, or raises the "no store" error
+
+    # lifecycle -------------------------------------------------------------------------------
+    def _attach(self, store: Store) -> None:
+        self._store = store
+        s = self.settings
+        self._keeper = IndexKeeper(store, IndexOptions(s.nprobe, s.ef_search, s.mmap, s.k_factor))
+
+    @property
+    def store(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                self._attach(Store.open(self.path))  # without a store: the "no store" error and its advice
+            assert self._store is not None
+            return self._store
+
+    @property
+    def keeper(self) -> IndexKeeper:
+        self.store  # noqa: B018 - opens the store (and its keeper) if it exists by now
+        assert self._keeper is not None
+        return self._keeper
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # the encoder ------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        """The store's model (or the settings' for a new store), loaded on first use and checked
+        against what the store records."""
+        with self._lock:
+            if self._encoder is None:
+                recorded = self._store.meta.model if self._store is not None else None
+                name = resolve_model(self.settings, recorded)
+                self._encoder = _SerialEncoder(encoder_module.load_encoder(name, self.settings.device))
+            if self._store is not None and self._store.meta.model is not None:
+                self._store.meta.check_encoder(self._encoder, self.path)
+            return self._encoder
+
+    # reads ------------------------------------------------------------------------------------
+    def search(self, text: str, k: int = 10, where: Sequence[tuple[str, str]] = (), why: int = 0) -> SearchResult:
+        """The ``k`` passages closest to ``text`` by cosine; the query's tokens are cached for
+        ``explain``. ``where`` keeps documents whose metadata has every ``(field, value)``;
+        ``why`` adds each hit's top N word pairs."""
+        querying.check_k(k)  # bad arguments fail before the model loads
+        querying.check_query(text)
+        return searching.search(self.store, self.keeper, self.encoder, text, k, why, self.settings.query_cache, where)
+
+    def like(self, passage_id: int, k: int = 10, where: Sequence[tuple[str, str]] = ()) -> SearchResult:
+        """The neighbours of a stored passage (itself excluded), without the model."""
+        return searching.like(self.store, self.keeper, passage_id, k, where)
+
+    def explain(
+        self,
+        passage_id: int,
+        query: str | None = None,
+        query_id: int | None = None,
+        against: int | None = None,
+        level: str = "word",
+    ) -> Explanation:
+        """Why ``passage_id`` matched: against the last search's query by default (no model),
+        a cached ``query_id`` (no model), new ``query`` text (one short encode), or another
+        stored passage ``against`` (no model). ``level`` is 'word' or 'token'."""
+        if sum(x is not None for x in (query, query_id, against)) > 1:
+            raise ValueError("give at most one of query, query_id and against")
+        encoder = self.encoder if query is not None else None
+        return explaining.explain(
+            self.store, passage_id, query_text=query, encoder=encoder, query_id=query_id, against=against, level=level
+        )
+
+    def passage(self, passage_id: int) -> Passage:
+        return self.store.documents.passage(passage_id)
+
+    def info(self) -> StoreInfo:
+        """Model, counts, bytes per stored token, index and size (no model needed)."""
+        store = self.store
+        meta, kept = store.meta, store.stats.kept()
+        size = store.file_bytes()
+        index = read_info(store.path)
+        return StoreInfo(
+            store=str(store.path),
+            model=meta.model,
+            dim=meta.dim,
+            pooling=meta.pooling,
+            max_tokens=meta.max_tokens,
+            documents=store.documents.count(),
+            passages=kept.passages,
+            tokens=kept.tokens,
+            token_codec=meta.token_codec,
+            bytes_per_token=kept.token_bytes / kept.tokens if kept.tokens else 0.0,
+            token_store_bytes=kept.token_bytes,
+            token_store_share=kept.token_bytes / size if size else 0.0,
+            index_factory=meta.index_factory,
+            index_vectors=index.ntotal if index else 0,
+            store_bytes=size,
+            schema_version=store.schema_version(),
+        )
+
+    def evaluate(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], k: int = 10, depth: int = 1000) -> EvalReport:
+        """nDCG@k, MRR@k, Recall@100 and MAP over judged queries (``qrels``: query id → document
+        key → relevance); needs the ``eval`` extra (ir-measures). ``semsearch.flows.evaluate.
+        read_judged`` reads BEIR files."""
+        return evaluating.evaluate(self.store, self.keeper, self.encoder, queries, qrels, k, depth)
+
+    # writes -----------------------------------------------------------------------------------
+    def ingest(
+        self,
+        sources: Iterable[Source],
+        *,
+        text_fields: Sequence[str] = ("text",),
+        id_field: str | None = None,
+        format: str | None = None,
+        on_error: str = "stop",
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Read, check, encode and store documents: paths (files, folders, ``-`` for standard
+        input), ``Document`` objects or dicts (mapped like JSONL records). The whole input is read
+        and checked before anything is written; with ``on_error='skip'`` bad records are listed in
+        ``STORE/skipped.jsonl`` instead of stopping. ``progress`` is called with an
+        ``IngestProgress`` before the model loads and after each chunk."""
+        if on_error not in ("stop", "skip"):
+            raise ValueError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
+        skip = on_error == "skip"
+        items = list(sources)
+        opts = ReadOptions(text_fields=tuple(text_fields), id_field=id_field, format=format)
+        with ExitStack() as stack:
+            spool = stack.enter_context(spool_stdin()) if "-" in items else None
+            reader = _Reader(items, opts, spool, skip)
+            checked = ingesting.validate(reader(), skip=skip)
+            with self._lock, held_write_lock(self.path):
+                if progress:
+                    progress(IngestProgress("model", 0, checked.documents, 0))
+                encoder = self.encoder
+                if self._store is None:
+                    self._attach(Store.open(self.path, create=True))
+                report = ingesting.ingest(
+                    self.store, self.keeper, encoder, checked.keep(reader()), self.settings, progress, checked.documents
+                )
+        report.rejected = checked.rejected
+        if checked.rejected:
+            skipped = self.path / "skipped.jsonl"
+            skipped.write_text("".join(json.dumps({"source": r.source, "error": r.message}) + "\n" for r in checked.rejected))
+            report.skipped_file = str(skipped)
+        report.store_bytes = self.store.file_bytes()
+        return report
+
+    def delete(self, keys: Sequence[str]) -> DeleteReport:
+        """Remove documents by key, with their passages, token vectors and index entries."""
+        with self._lock, held_write_lock(self.path):
+            return maintenance.delete(self.store, self.keeper, keys)
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Verify the store; ``repair`` rebuilds what is derivable and removes damaged documents."""
+        if not repair:
+            return maintenance.check(self.store, self.keeper)
+        with self._lock:
+            try:
+                with held_write_lock(self.path):
+                    return maintenance.check(self.store, self.keeper, repair=True)
+            except StoreError as exc:
+                raise StoreError(f"{exc}; repair when it has finished") from None
+
+    def build_index(self, factory: str | None = None) -> IndexReport:
+        """Rebuild the index, or switch its type (a FAISS factory string or ``auto``), from the
+        stored sentence vectors; no model needed."""
+        with self._lock, held_write_lock(self.path):
+            return maintenance.build_index(self.store, self.keeper, factory)
+
+
+class _Reader:
+    """Reads the ingest sources afresh on each call (once to check, once to ingest)."""
+
+    def __init__(self, items: list[Source], opts: ReadOptions, spool: io.BufferedRandom | None, skip: bool) -> None:
+        self.items, self.opts, self.spool, self.skip = items, opts, spool, skip
+
+    def __call__(self) -> Iterator[Document | Rejected]:
+        if self.spool is not None:
+            self.spool.seek(0)
+        paths = [str(i) for i in self.items if isinstance(i, (str, Path))]
+        records = [i for i in self.items if not isinstance(i, (str, Path))]
+        yield from read_all(paths, self.opts, self.spool, skip=self.skip)
+        yield from read_records(records, self.opts, skip=self.skip)
+
+
+def open_session(
+    store: str | Path | None = None,
+    create: bool = False,
+    *,
+    config: str | Path | None = None,
+    encoder: Encoder | None = None,
+    **settings: Any,
+) -> Session:
+    """Open the store at ``store`` (default: the settings' store).
+
+    Args:
+        store: the store directory.
+        create: make a new store on the first ingest when none exists.
+        config: a settings file (default ``./config.yaml`` or ``SEMSEARCH_CONFIG`` if present).
+        encoder: an already loaded encoder to use instead of loading the store's model.
+        settings: any setting of ``config.yaml`` (``nprobe=64``, ``model=...``); they take
+            precedence over environment variables and the file.
+    """
+    overrides = {**settings, "store": str(store) if store is not None else settings.get("store")}
+    return Session(load_settings(config, overrides), create=create, encoder=encoder)

@@ -1,0 +1,179 @@
+"""The store's SQLite database (through sqlite-utils): the only package that executes SQL.
+
+SQLite is the truth: documents, passages with their float32 unit sentence vectors, token vectors
+(one blob per passage), cached queries and ``meta``. The FAISS index is derived from it.
+
+One ``Store`` may be shared by threads: each thread reads through its own connection, and
+writes take one lock (then ``BEGIN IMMEDIATE``), so one thread of this process writes at a time.
+One job per module: ``schema`` (migrations), ``meta`` (``StoreMeta``), ``documents`` (documents
+and passages), ``tokens``, ``queries`` (the query cache), ``stats`` (kept counts), ``checks``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..core import codec as codecs
+from ..core.types import NewPassage, Passage, TokenData
+from ..errors import StoreError
+from . import meta as meta_table
+from .checks import Checks
+from .documents import Documents
+from .lock import held_write_lock, write_lock
+from .meta import StoreMeta
+from .queries import CachedQuery, Queries
+from .schema import DB_NAME, FORMAT, SCHEMA_VERSION, connect, migrations, schema_version, upgrade
+from .stats import PassageStats, Stats
+from .tokens import Tokens
+
+__all__ = [
+    "DB_NAME",
+    "FORMAT",
+    "SCHEMA_VERSION",
+    "CachedQuery",
+    "NewPassage",
+    "Passage",
+    "PassageStats",
+    "Store",
+    "StoreMeta",
+    "TokenData",
+    "held_write_lock",
+    "migrations",
+    "store_exists",
+    "write_lock",
+]
+
+
+def store_exists(path: str | Path) -> bool:
+    return (Path(path) / DB_NAME).is_file()
+
+
+class Store:
+    """One store directory's database. Use ``Store.open``; close with ``close`` or ``with``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db_file = path / DB_NAME
+        self._local = threading.local()
+        self._connections: list[sqlite_utils.Database] = []
+        self._guard = threading.Lock()
+        self._write = threading.RLock()
+        self._codec: codecs.Codec | None = None
+        self._codec_lock = threading.Lock()
+        self.meta = StoreMeta()
+        self.documents = Documents(self)
+        self.tokens = Tokens(self)
+        self.queries = Queries(self)
+        self.stats = Stats(self)
+        self.checks = Checks(self)
+
+    @classmethod
+    def open(cls, path: str | Path, create: bool = False) -> Store:
+        directory = Path(path)
+        store = cls(directory)
+        if directory.exists() and not directory.is_dir():
+            raise StoreError(f"{directory} is a file, not a store directory; choose another --store")
+        if not store.db_file.is_file():
+            if not create:
+                raise StoreError(
+                    f"no store at {directory} (no {DB_NAME}); run 'semsearch ingest' first "
+                    "or point --store / SEMSEARCH_STORE at an existing store"
+                )
+            directory.mkdir(parents=True, exist_ok=True)
+        try:
+            upgrade(store.db, store.db_file)
+            store.refresh_meta()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (made on first use)."""
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None:
+            db = connect(self.db_file)
+            self._local.db = db
+            with self._guard:
+                self._connections.append(db)
+        return db
+
+    def close(self) -> None:
+        with self._guard:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """A write transaction taken up front (BEGIN IMMEDIATE), one thread at a time, so a
+        concurrent writer makes this one wait instead of failing when a read turns into a write.
+        Nested calls join the outer transaction."""
+        with self._write:
+            conn = self.db.conn
+            if conn.in_transaction:
+                yield
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # meta and blobs --------------------------------------------------------------------------
+    def refresh_meta(self) -> StoreMeta:
+        """Read ``meta`` again (another process may have switched the index type)."""
+        self.meta = meta_table.read(self.db, self.path)
+        return self.meta
+
+    def set_meta(self, values: dict[str, Any]) -> None:
+        with self.writing():
+            meta_table.write(self.db, values)
+        self.refresh_meta()
+
+    def blob(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM blobs WHERE key = ?", [key]).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_blob(self, key: str, value: bytes) -> None:
+        with self.writing():
+            self.db.execute("INSERT OR REPLACE INTO blobs (key, value) VALUES (?, ?)", [key, value])
+        self._codec = None
+
+    def codec(self) -> codecs.Codec:
+        """The store's token codec, trained state included (read once)."""
+        with self._codec_lock:
+            if self._codec is None:
+                self._codec = codecs.get_codec(self.meta.token_codec, self.meta.dim, self.blob("token_codec"))
+            return self._codec
+
+    def schema_version(self) -> int:
+        return schema_version(self.db)
+
+    # sizes and messages -------------------------------------------------------------------------
+    def file_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    def unknown_passage(self, passage_id: int) -> str:
+        count, top = self.stats.kept().fingerprint
+        return (
+            f"no passage with id {passage_id} in {self.path} ({count} passages, ids up to {top}); "
+            "take an id from 'semsearch search'"
+        )

@@ -1,0 +1,191 @@
+"""Documents and their passages (with float32 unit sentence vectors): writes and reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..core import codec as codecs
+from ..core.types import NewPassage, Passage
+from ..errors import NotFoundError, StoreError
+from .sql import Ids, in_chunks, next_id
+
+if TYPE_CHECKING:
+    from . import Store
+
+PASSAGE_COLUMNS = (
+    "p.id, d.key, p.ordinal, p.char_start, p.char_end, "
+    "substr(d.text, p.char_start + 1, p.char_end - p.char_start) AS text, d.source, d.meta"
+)
+
+
+class DocumentLike(Protocol):
+    """What the store keeps of a document (``semsearch.documents.Document`` is one)."""
+
+    key: str
+    text: str
+    source: str
+    meta: dict[str, Any]
+
+    @property
+    def content_hash(self) -> str: ...
+
+
+def _passage(row: Any) -> Passage:
+    pid, key, ordinal, start, end, text, source, meta = row
+    return Passage(pid, key, ordinal, start, end, text, source, json.loads(meta))
+
+
+class Documents:
+    """The ``documents`` and ``passages`` tables of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # writes ------------------------------------------------------------------------------
+    def write(self, docs: Sequence[tuple[DocumentLike, Sequence[NewPassage]]], codec: codecs.Codec) -> tuple[list[int], list[int]]:
+        """Write documents with all their passages and tokens in one transaction.
+
+        A stored document with the same key is replaced. Returns (new passage ids, replaced ids).
+        """
+        store = self._store
+        new_ids: list[int] = []
+        now = time.time()
+        with store.writing():
+            db = store.db
+            replaced = self.delete([doc.key for doc, _ in docs])
+            doc_id = next_id(db, "documents")
+            passage_id = next_id(db, "passages")
+            doc_rows, passage_rows, token_rows = [], [], []
+            for doc, passages in docs:
+                doc_rows.append(
+                    {
+                        "id": doc_id,
+                        "key": doc.key,
+                        "source": doc.source,
+                        "text": doc.text,
+                        "meta": json.dumps(doc.meta, ensure_ascii=False),
+                        "content_hash": doc.content_hash,
+                        "ingested_at": now,
+                    }
+                )
+                for p in passages:
+                    passage_rows.append(
+                        {
+                            "id": passage_id,
+                            "document_id": doc_id,
+                            "ordinal": p.ordinal,
+                            "char_start": p.char_start,
+                            "char_end": p.char_end,
+                            "vector": codecs.f32_to_bytes(p.vector),
+                        }
+                    )
+                    token_rows.append(store.tokens.row(passage_id, p, codec))
+                    new_ids.append(passage_id)
+                    passage_id += 1
+                doc_id += 1
+            db.table("documents").insert_all(doc_rows)
+            db.table("passages").insert_all(passage_rows)
+            db.table("tokens").insert_all(token_rows)
+        return new_ids, replaced
+
+    def delete(self, keys: Sequence[str]) -> list[int]:
+        """Remove documents with their passages and tokens; returns the removed passage ids."""
+        removed: list[int] = []
+        with self._store.writing():
+            db = self._store.db
+            for key in keys:
+                ids = [r[0] for r in db.execute(
+                    "SELECT p.id FROM passages p JOIN documents d ON d.id = p.document_id WHERE d.key = ?", [key]
+                ).fetchall()]
+                db.execute(
+                    "DELETE FROM tokens WHERE passage_id IN "
+                    "(SELECT p.id FROM passages p JOIN documents d ON d.id = p.document_id WHERE d.key = ?)",
+                    [key],
+                )
+                db.execute("DELETE FROM passages WHERE document_id IN (SELECT id FROM documents WHERE key = ?)", [key])
+                db.execute("DELETE FROM documents WHERE key = ?", [key])
+                removed.extend(ids)
+        return removed
+
+    # reads -------------------------------------------------------------------------------
+    def hashes(self, keys: Sequence[str]) -> dict[str, str]:
+        """Content hash of each of ``keys`` that is stored."""
+        sql = "SELECT key, content_hash FROM documents WHERE key IN ({marks})"
+        return {key: digest for key, digest in in_chunks(self._store.db, sql, keys)}
+
+    def present(self, keys: set[str]) -> set[str]:
+        return set(self.hashes(sorted(keys)))
+
+    def count(self) -> int:
+        return int(self._store.db.execute("SELECT count(*) FROM documents").fetchone()[0])
+
+    def keys_of(self, passage_ids: Ids) -> dict[int, str]:
+        """The document key of each stored passage among ``passage_ids``."""
+        sql = "SELECT p.id, d.key FROM passages p JOIN documents d ON d.id = p.document_id WHERE p.id IN ({marks})"
+        return {pid: key for pid, key in in_chunks(self._store.db, sql, passage_ids)}
+
+    def passages(self, ids: Ids) -> dict[int, Passage]:
+        sql = f"SELECT {PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.document_id WHERE p.id IN ({{marks}})"
+        return {row[0]: _passage(row) for row in in_chunks(self._store.db, sql, ids)}
+
+    def passage(self, passage_id: int) -> Passage:
+        row = self.passages([passage_id]).get(passage_id)
+        if row is None:
+            raise NotFoundError(self._store.unknown_passage(passage_id))
+        return row
+
+    def all_passage_ids(self) -> NDArray[np.int64]:
+        rows = self._store.db.execute("SELECT id FROM passages ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def passage_ids_where(self, filters: Sequence[tuple[str, str]]) -> NDArray[np.int64]:
+        """Passages whose document metadata has ``field == value`` for every filter (as text)."""
+        clauses, params = [], []
+        for name, value in filters:
+            clauses.append("CAST(json_extract(d.meta, ?) AS TEXT) = ?")
+            params += ["$." + ".".join(f'"{part}"' for part in name.split(".")), value]
+        try:
+            rows = self._store.db.execute(
+                "SELECT p.id FROM passages p JOIN documents d ON d.id = p.document_id WHERE " + " AND ".join(clauses),
+                params,
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot filter on {[n for n, _ in filters]}: {exc}; use plain field names") from None
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def iter_vectors(self, after_id: int = 0, batch: int = 10_000) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
+        """Stored sentence vectors in id order, in batches: (ids, (k, dim) matrix)."""
+        last = after_id
+        while True:
+            rows = self._store.db.execute(
+                "SELECT id, vector FROM passages WHERE id > ? ORDER BY id LIMIT ?", [last, batch]
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, np.vstack([codecs.f32_from_bytes(r[1]) for r in rows])
+            last = int(ids[-1])
+
+    def count_after(self, passage_id: int) -> int:
+        """How many passages have an id above ``passage_id``."""
+        return int(self._store.db.execute("SELECT count(*) FROM passages WHERE id > ?", [passage_id]).fetchone()[0])
+
+    def vectors_for(self, ids: Ids) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """(ids found, their sentence vectors) for the given passage ids."""
+        rows = list(in_chunks(self._store.db, "SELECT id, vector FROM passages WHERE id IN ({marks})", ids))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, self._store.meta.dim), np.float32)
+        return np.array([r[0] for r in rows], dtype=np.int64), np.vstack([codecs.f32_from_bytes(r[1]) for r in rows])
+
+    def vector(self, passage_id: int) -> NDArray[np.float32]:
+        row = self._store.db.execute("SELECT vector FROM passages WHERE id = ?", [passage_id]).fetchone()
+        if row is None:
+            raise NotFoundError(self._store.unknown_passage(passage_id))
+        return codecs.f32_from_bytes(row[0])

@@ -1,0 +1,193 @@
+"""The library API that every front end shares, its JSON forms, threads, and the layering rules."""
+
+from __future__ import annotations
+
+import ast
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import semsearch
+from semsearch.cli import app
+from tests.conftest import REPO, HashEncoder
+
+PACKAGE = REPO / "semsearch"
+
+
+@pytest.fixture
+def session(tmp_path: Path, corpus: Path) -> semsearch.Session:
+    s = semsearch.open(tmp_path / "store", create=True, encoder=HashEncoder())
+    s.ingest([corpus])
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def test_the_readme_example_runs_end_to_end(session: semsearch.Session) -> None:
+    result = session.search("bacteria fever", k=3, why=2)
+    assert [h.rank for h in result.hits] == [1, 2, 3] and result.hits[0].document_key == "fever"
+    assert len(result.hits[0].reasons) == 2
+    why = session.explain(result.hits[0].passage_id)
+    assert why.query_id == result.query_id and why.against.startswith(f"query {result.query_id}:")
+    assert why.score == pytest.approx(float(why.contribution.sum()), abs=1e-6)
+    assert why.score == pytest.approx(result.hits[0].score, abs=1e-4)
+    assert why.cosine.shape == why.contribution.shape
+
+
+def test_every_call_of_the_api_returns_its_typed_result(session: semsearch.Session, tmp_path: Path) -> None:
+    info = session.info()
+    assert isinstance(info, semsearch.StoreInfo) and info.documents == 5 and info.model == "hash-encoder"
+    first = session.search("volcanoes magma").hits[0]
+    like = session.like(first.passage_id, k=2)
+    assert like.query_id is None and first.passage_id not in [h.passage_id for h in like.hits]
+    against = session.explain(first.passage_id, against=like.hits[0].passage_id)
+    assert against.against == f"passage {like.hits[0].passage_id}" and against.query_id is None
+    assert session.check().ok
+    built = session.build_index("HNSW16")
+    assert isinstance(built, semsearch.IndexReport) and built.vectors == info.passages
+    assert session.info().index_factory == "HNSW16" and session.check().ok
+    deleted = session.delete(["moon"])
+    assert deleted.documents == 1 and session.info().documents == 4
+    with pytest.raises(semsearch.NotFoundError, match="no document with key 'moon'"):
+        session.delete(["moon"])
+    report = session.evaluate({"q1": "fever bacteria"}, {"q1": {"fever": 1}}, k=3)
+    assert report.measures["nDCG@3"] == pytest.approx(1.0)
+    with pytest.raises(semsearch.QueryError):
+        session.search("   ")
+    with pytest.raises(semsearch.QueryError):
+        session.search("fever", k=0)
+
+
+def test_ingest_takes_records_as_well_as_paths(tmp_path: Path) -> None:
+    with semsearch.open(tmp_path / "s", create=True, encoder=HashEncoder()) as s:
+        report = s.ingest([{"id": "a", "text": "red apples", "kind": "fruit"}, {"text": "green leaves"}])
+        assert (report.documents, report.passages) == (2, 2)
+        hit = s.search("apples", k=1).hits[0]
+        assert hit.document_key == "a" and hit.meta == {"kind": "fruit"}
+        assert s.passage(hit.passage_id).text == "red apples"
+        with pytest.raises(semsearch.InputError, match="<record 1>: no field 'text'"):
+            s.ingest([{"body": "no text field"}])
+        skipped = s.ingest([{"body": "no text field"}, {"id": "b", "text": "blue sky"}], on_error="skip")
+        assert skipped.documents == 1 and skipped.rejected[0].source == "<record 1>"
+        assert skipped.skipped_file and Path(skipped.skipped_file).is_file()
+
+
+def test_a_session_without_a_store_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(semsearch.StoreError, match="run 'semsearch ingest' first"):
+        semsearch.open(tmp_path / "none")
+    with semsearch.open(tmp_path / "new", create=True, encoder=HashEncoder()) as s:
+        with pytest.raises(semsearch.StoreError, match="no store at"):
+            s.info()
+        assert not (tmp_path / "new").exists()  # nothing is made before the first ingest
+
+
+def test_the_cli_json_is_the_result_json(session: semsearch.Session, fake_encoder: HashEncoder) -> None:
+    runner = CliRunner()
+    store = str(session.path)
+    cli = json.loads(runner.invoke(app, ["search", "moon earth", "-k", "3", "--why", "2", "--store", store, "--json"]).stdout)
+    lib = session.search("moon earth", k=3, why=2).to_dict()
+    assert cli["hits"] == lib["hits"] and cli["query"] == lib["query"]
+    pid = lib["hits"][0]["passage_id"]
+    cli_expl = json.loads(runner.invoke(app, ["explain", "--id", str(pid), "--store", store, "--json"]).stdout)
+    assert cli_expl == json.loads(json.dumps(session.explain(pid).to_dict(8)))
+    assert cli_expl["top_pairs"][0].keys() == lib["hits"][0]["why"][0].keys()  # one shape for a pair
+    cli_info = json.loads(runner.invoke(app, ["info", "--store", store, "--json"]).stdout)
+    assert cli_info == session.info().to_dict()
+
+
+def test_explaining_other_text_leaves_the_last_searchs_query_the_default(session: semsearch.Session) -> None:
+    result = session.search("plants sunlight")
+    pid = result.hits[0].passage_id
+    other = session.explain(pid, query="rocks in layers")
+    assert other.query_id is None and other.against == "query: rocks in layers"
+    assert session.explain(pid).query_id == result.query_id
+
+
+def test_eight_threads_searching_one_session_return_what_one_thread_returns(session: semsearch.Session) -> None:
+    queries = ["fever bacteria", "moon orbit", "sedimentary layers", "volcanoes magma", "photosynthesis food"] * 4
+    expected = [_essence(session, q) for q in queries]
+    results: dict[int, list[object]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        try:
+            start.wait()
+            results[n] = [_essence(session, q) for q in queries]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(results[n] == expected for n in range(8))
+
+
+def _essence(session: semsearch.Session, query: str) -> list[object]:
+    result = session.search(query, k=4, why=1)
+    explained = session.explain(result.hits[0].passage_id, query_id=result.query_id)
+    return [(h.passage_id, round(h.score, 6), [p.passage for p in h.reasons]) for h in result.hits] + [round(explained.score, 6)]
+
+
+# layering -------------------------------------------------------------------------------------
+def _imports(path: Path) -> set[str]:
+    """The semsearch modules a file imports, as dotted names relative to the package."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found |= {module} | {f"{module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m.removeprefix("semsearch.") for m in found if m == "semsearch" or m.startswith("semsearch.")}
+
+
+LAYER = {"core": 0, "errors": 0, "config": 0, "documents": 1, "encoder": 1, "store": 1, "index": 1, "results": 2,
+         "render": 3, "flows": 3, "session": 4, "cli": 5, "__init__": 5, "__main__": 5}
+PARTS = ("store", "index", "encoder")
+
+
+def _layer_of(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_layers_only_import_downwards_and_parts_do_not_know_each_other() -> None:
+    problems = []
+    for path in PACKAGE.rglob("*.py"):
+        me = _layer_of(".".join(path.relative_to(PACKAGE).with_suffix("").parts))
+        for module in _imports(path):
+            other = _layer_of(module)
+            if other not in LAYER or other == me or module == "semsearch":
+                continue
+            if LAYER[other] > LAYER[me] or (me in PARTS and other in PARTS) or (me == "render" and other == "flows"):
+                problems.append(f"{path.relative_to(REPO)} imports {module}")
+    assert not problems
+
+
+def test_no_sql_outside_the_store_package() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "store":
+            continue
+        text = path.read_text()
+        if ".execute(" in text or "import sqlite" in text or "SELECT " in text:
+            offenders.append(str(path.relative_to(REPO)))
+    assert not offenders
+
+
+def test_results_round_trip_through_json(session: semsearch.Session) -> None:
+    result = session.search("fever", why=2)
+    for value in (result.to_dict(), session.explain(result.hits[0].passage_id).to_dict(), session.info().to_dict(), session.check().to_dict()):
+        assert json.loads(json.dumps(value)) == value
+    assert np.isfinite(session.explain(result.hits[0].passage_id).to_dict()["sum"])
