@@ -109,7 +109,11 @@ def _lines(stream: BinaryIO, where: str) -> Iterator[tuple[int, str | Rejected]]
                 )
                 continue
             yield lineno, line.rstrip("\r\n")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except gzip.BadGzipFile:
+        raise InputError(f"{where}: ends in .gz but is not gzip data; rename it without .gz, or compress it with gzip") from None
+    except EOFError:
+        raise InputError(f"{where}:{lineno + 1}: the gzip data ends early (a truncated download?); get the whole file again") from None
+    except OSError as exc:
         raise InputError(f"{where}:{lineno + 1}: cannot read ({exc})") from None
 
 
@@ -185,20 +189,20 @@ def _rejecting(where: str, make: Callable[..., Document], *args: Any) -> Item:
         return Rejected(where, message[len(prefix) :] if message.startswith(prefix) else message)
 
 
-def _text_document(where: str, text: str) -> Document:
-    return Document(key=where, text=_clean_text(text, where), source=where)
+def _text_document(where: str, text: str, key: str | None = None, meta: dict[str, Any] | None = None) -> Document:
+    return Document(key=key or where, text=_clean_text(text, where), meta=meta or {}, source=where)
 
 
-def _read_txt(stream: BinaryIO, label: str) -> Iterator[Item]:
+def _read_txt(stream: BinaryIO, label: str, key: str) -> Iterator[Item]:
     for lineno, line in _lines(stream, label):
         if isinstance(line, Rejected):
             yield line
         elif line.strip():
             where = f"{label}:{lineno}"
-            yield _rejecting(where, _text_document, where, line)
+            yield _rejecting(where, _text_document, where, line, f"{key}:{lineno}")
 
 
-def _parse_json_record(line: str, where: str, opts: ReadOptions) -> Document:
+def _parse_json_record(line: str, where: str, key: str, opts: ReadOptions) -> Document:
     try:
         record = json.loads(line)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -209,19 +213,19 @@ def _parse_json_record(line: str, where: str, opts: ReadOptions) -> Document:
             f"{where}: expected a JSON object, got {type(record).__name__}; "
             "each line must be an object such as {\"text\": \"...\"}"
         )
-    return record_to_document(record, where, where, opts)
+    return record_to_document(record, where, key, opts)
 
 
-def _read_jsonl(stream: BinaryIO, label: str, opts: ReadOptions) -> Iterator[Item]:
+def _read_jsonl(stream: BinaryIO, label: str, key: str, opts: ReadOptions) -> Iterator[Item]:
     for lineno, line in _lines(stream, label):
         if isinstance(line, Rejected):
             yield line
         elif line.strip():
             where = f"{label}:{lineno}"
-            yield _rejecting(where, _parse_json_record, line, where, opts)
+            yield _rejecting(where, _parse_json_record, line, where, f"{key}:{lineno}", opts)
 
 
-def _read_delimited(stream: BinaryIO, label: str, opts: ReadOptions, delimiter: str) -> Iterator[Item]:
+def _read_delimited(stream: BinaryIO, label: str, key: str, opts: ReadOptions, delimiter: str) -> Iterator[Item]:
     numbered = _lines(stream, label)
     current = [0]
     pending: list[Rejected] = []
@@ -267,15 +271,49 @@ def _read_delimited(stream: BinaryIO, label: str, opts: ReadOptions, delimiter: 
                 f"{len(row)} fields where the header has {len(header)}; quote fields that contain the delimiter",
             )
             continue
-        yield _rejecting(where, record_to_document, dict(zip(header, row, strict=True)), where, where, opts)
+        yield _rejecting(where, record_to_document, dict(zip(header, row, strict=True)), where, f"{key}:{current[0]}", opts)
 
 
-def _read_stream(stream: BinaryIO, label: str, fmt: str, opts: ReadOptions) -> Iterator[Item]:
+def _read_stream(stream: BinaryIO, label: str, fmt: str, opts: ReadOptions, key: str | None = None) -> Iterator[Item]:
+    """Documents from an open stream: ``label`` names it in messages and sources, ``key`` (default
+    ``label``) starts the keys of records without an id (``key:line``)."""
+    key = key or label
     if fmt == "txt":
-        return _read_txt(stream, label)
+        return _read_txt(stream, label, key)
     if fmt == "jsonl":
-        return _read_jsonl(stream, label, opts)
-    return _read_delimited(stream, label, opts, "," if fmt == "csv" else "\t")
+        return _read_jsonl(stream, label, key, opts)
+    return _read_delimited(stream, label, key, opts, "," if fmt == "csv" else "\t")
+
+
+def file_key(path: Path) -> str:
+    """What a file's documents are keyed by, however its path was typed: its path relative to the
+    current directory when it lies below it, else its absolute path (links resolved)."""
+    real = path.resolve()
+    try:
+        return real.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return real.as_posix()
+
+
+def front_matter(text: str) -> tuple[str, dict[str, Any]]:
+    """Markdown front matter (``---`` YAML ``---`` at the very top) split off as metadata; text
+    without it, or whose front matter is not a YAML mapping, comes back unchanged."""
+    if not text.startswith(("---\n", "---\r\n")):
+        return text, {}
+    lines = text.splitlines(keepends=True)
+    end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in ("---", "...")), None)
+    if end is None:
+        return text, {}
+    import yaml  # only Markdown files with front matter need it
+
+    try:
+        meta = yaml.safe_load("".join(lines[1:end]))
+    except yaml.YAMLError:
+        return text, {}
+    if not isinstance(meta, dict):
+        return text, {}
+    # dates and the like become text, so that the metadata is JSON
+    return "".join(lines[end + 1 :]).lstrip("\r\n"), json.loads(json.dumps(meta, default=str))
 
 
 def _read_folder(folder: Path) -> Iterator[Item]:
@@ -294,8 +332,11 @@ def _read_folder(folder: Path) -> Iterator[Item]:
             line = raw[: exc.start].count(b"\n") + 1
             yield Rejected(f"{label}:{line}", "not valid UTF-8; re-encode the file as UTF-8")
             continue
+        meta: dict[str, Any] = {}
+        if path.suffix.lower() == ".md":
+            text, meta = front_matter(text)
         if text.strip():
-            yield _rejecting(label, _text_document, label, text)
+            yield _rejecting(label, _text_document, label, text, file_key(path), meta)
 
 
 def read_path(path: str, opts: ReadOptions, stdin: BinaryIO | None = None) -> Iterator[Item]:
@@ -314,7 +355,7 @@ def read_path(path: str, opts: ReadOptions, stdin: BinaryIO | None = None) -> It
         raise InputError(f"{path}: no such file or folder; check the path")
     fmt = detect_format(p, opts.format)
     with _open_binary(p) as stream:
-        yield from _read_stream(stream, str(p), fmt, opts)
+        yield from _read_stream(stream, str(p), fmt, opts, file_key(p))
 
 
 def _stdin() -> BinaryIO:
@@ -340,14 +381,24 @@ def read_records(
     """Documents from records in memory: ``Document`` objects as they are, dicts mapped like JSONL
     lines (keyed ``<record N>`` when they hold no id); a bad record raises, or is passed on when ``skip``."""
     for n, record in enumerate(records, 1):
+        where = record.source if isinstance(record, Document) and record.source else f"<record {n}>"
         if isinstance(record, Document):
-            yield record
-            continue
-        where = f"<record {n}>"
-        item = _rejecting(where, record_to_document, dict(record), where, where, opts)
+            item = _rejecting(where, _checked_document, record, where)
+        else:
+            item = _rejecting(where, record_to_document, dict(record), where, where, opts)
         if isinstance(item, Rejected) and not skip:
             raise InputError(f"{item.source}: {item.message}")
         yield item
+
+
+def _checked_document(doc: Document, where: str) -> Document:
+    """A ``Document`` given as it is, held to the rules that records read from files meet."""
+    if not doc.key:
+        raise InputError(f"{where}: the document has an empty key; give every document a key")
+    _clean_text(doc.text, where)
+    if not doc.text.strip():
+        raise InputError(f"{where}: the text is empty; drop the document or give it text")
+    return doc if doc.source else Document(doc.key, doc.text, doc.meta, where)
 
 
 def spool_stdin(stdin: BinaryIO | None = None) -> io.BufferedRandom:

@@ -26,6 +26,7 @@ def pair_dict(pair: Pair) -> dict[str, Any]:
         "contribution": pair.contribution,
         "share": round(pair.share, 6),
         "cosine": pair.cosine,
+        "count": pair.count,
     }
 
 
@@ -71,6 +72,7 @@ class Explanation:
     against: str
     query_id: int | None
     decomposition: Decomposition
+    rows: str = "query"  # what the rows are: "query", or "passage 7" for --against
 
     @property
     def score(self) -> float:
@@ -103,6 +105,7 @@ class Explanation:
             "passage_id": self.passage.id,
             "document": self.passage.document_key,
             "against": self.against,
+            "rows": self.rows,
             "query_id": self.query_id,
             "level": expl.level,
             "decomposable": expl.decomposable,
@@ -126,12 +129,14 @@ class Explanation:
 @dataclass(frozen=True)
 class IngestProgress:
     """Where an ingest is: ``stage`` is 'model' (loading it, after the input was checked), then
-    'encoding' after each stored chunk; ``documents`` of ``total`` are done."""
+    'encoding' after each batch and each stored chunk: about ``documents`` of ``total`` are
+    encoded, ``encoded`` passages in all, of which ``stored`` are committed."""
 
     stage: str
     documents: int
     total: int
-    passages: int
+    encoded: int
+    stored: int
 
 
 @dataclass
@@ -194,6 +199,7 @@ class CheckReport:
     counts: dict[str, int]
     problems: list[Problem] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what opening the store heals by itself
 
     @property
     def ok(self) -> bool:
@@ -204,6 +210,7 @@ class CheckReport:
             "ok": self.ok,
             "counts": self.counts,
             "problems": [{"problem": p.what, "fix": p.fix} for p in self.problems],
+            "notes": self.notes,
             "repaired": self.repaired,
         }
 

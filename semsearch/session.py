@@ -18,7 +18,6 @@ take the store's lock one at a time.
 from __future__ import annotations
 
 import io
-import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
@@ -30,7 +29,6 @@ from .config import Settings, load_settings, resolve_model
 from .core.types import Encoded, Passage, Span
 from .documents import Document, ReadOptions, Rejected, read_all, read_records, spool_stdin
 from .encoder import Encoder
-from .errors import StoreError
 from .flows import evaluate as evaluating
 from .flows import explain as explaining
 from .flows import ingest as ingesting
@@ -38,7 +36,7 @@ from .flows import maintenance
 from .flows import query as querying
 from .flows import search as searching
 from .flows.indexing import IndexKeeper
-from .index import IndexOptions, read_info
+from .index import IndexOptions
 from .results import (
     CheckReport,
     DeleteReport,
@@ -50,7 +48,7 @@ from .results import (
     SearchResult,
     StoreInfo,
 )
-from .store import Store, held_write_lock, store_exists
+from .store import Store, StoredDocument, held_write_lock, store_exists
 
 Progress = Callable[[IngestProgress], None]
 Source = str | Path | Document | Mapping[str, Any]
@@ -85,7 +83,8 @@ class Session:
         self._store: Store | None = None
         self._keeper: IndexKeeper | None = None
         self._encoder: Encoder | None = None if encoder is None else _SerialEncoder(encoder)
-        self._lock = threading.RLock()
+        self._setup = threading.RLock()  # opening the store, loading the encoder: once
+        self._writing = threading.Lock()  # ingest, delete, repair, index build: one at a time
         if store_exists(self.path) or not create:
             self.store  # noqa: B018 - opens it, or raises the "no store" error
 
@@ -97,11 +96,14 @@ class Session:
 
     @property
     def store(self) -> Store:
-        with self._lock:
-            if self._store is None:
-                self._attach(Store.open(self.path))  # without a store: the "no store" error and its advice
-            assert self._store is not None
-            return self._store
+        store = self._store
+        if store is None:
+            with self._setup:
+                if self._store is None:
+                    self._attach(Store.open(self.path))  # without a store: the "no store" error and its advice
+                store = self._store
+        assert store is not None
+        return store
 
     @property
     def keeper(self) -> IndexKeeper:
@@ -124,14 +126,17 @@ class Session:
     def encoder(self) -> Encoder:
         """The store's model (or the settings' for a new store), loaded on first use and checked
         against what the store records."""
-        with self._lock:
-            if self._encoder is None:
-                recorded = self._store.meta.model if self._store is not None else None
-                name = resolve_model(self.settings, recorded)
-                self._encoder = _SerialEncoder(encoder_module.load_encoder(name, self.settings.device))
-            if self._store is not None and self._store.meta.model is not None:
-                self._store.meta.check_encoder(self._encoder, self.path)
-            return self._encoder
+        encoder = self._encoder
+        if encoder is None:
+            with self._setup:
+                if self._encoder is None:
+                    recorded = self._store.meta.model if self._store is not None else None
+                    name = resolve_model(self.settings, recorded)
+                    self._encoder = _SerialEncoder(encoder_module.load_encoder(name, self.settings.device))
+                encoder = self._encoder
+        if self._store is not None and self._store.meta.model is not None:
+            self._store.meta.check_encoder(encoder, self.path)
+        return encoder
 
     # reads ------------------------------------------------------------------------------------
     def search(self, text: str, k: int = 10, where: Sequence[tuple[str, str]] = (), why: int = 0) -> SearchResult:
@@ -142,9 +147,10 @@ class Session:
         querying.check_query(text)
         return searching.search(self.store, self.keeper, self.encoder, text, k, why, self.settings.query_cache, where)
 
-    def like(self, passage_id: int, k: int = 10, where: Sequence[tuple[str, str]] = ()) -> SearchResult:
-        """The neighbours of a stored passage (itself excluded), without the model."""
-        return searching.like(self.store, self.keeper, passage_id, k, where)
+    def like(self, passage_id: int, k: int = 10, where: Sequence[tuple[str, str]] = (), why: int = 0) -> SearchResult:
+        """The neighbours of a stored passage (itself excluded), without the model; ``why`` adds
+        each hit's top N word pairs with that passage."""
+        return searching.like(self.store, self.keeper, passage_id, k, where, why)
 
     def explain(
         self,
@@ -164,38 +170,23 @@ class Session:
             self.store, passage_id, query_text=query, encoder=encoder, query_id=query_id, against=against, level=level
         )
 
+    def documents(self, where: Sequence[tuple[str, str]] = (), limit: int | None = None) -> list[StoredDocument]:
+        """Stored documents (key, source, passages, when ingested, metadata), oldest first;
+        ``where`` keeps those whose metadata has every ``(field, value)``."""
+        return self.store.documents.listing(where, limit)
+
     def passage(self, passage_id: int) -> Passage:
         return self.store.documents.passage(passage_id)
 
     def info(self) -> StoreInfo:
         """Model, counts, bytes per stored token, index and size (no model needed)."""
-        store = self.store
-        meta, kept = store.meta, store.stats.kept()
-        size = store.file_bytes()
-        index = read_info(store.path)
-        return StoreInfo(
-            store=str(store.path),
-            model=meta.model,
-            dim=meta.dim,
-            pooling=meta.pooling,
-            max_tokens=meta.max_tokens,
-            documents=store.documents.count(),
-            passages=kept.passages,
-            tokens=kept.tokens,
-            token_codec=meta.token_codec,
-            bytes_per_token=kept.token_bytes / kept.tokens if kept.tokens else 0.0,
-            token_store_bytes=kept.token_bytes,
-            token_store_share=kept.token_bytes / size if size else 0.0,
-            index_factory=meta.index_factory,
-            index_vectors=index.ntotal if index else 0,
-            store_bytes=size,
-            schema_version=store.schema_version(),
-        )
+        return maintenance.describe(self.store)
 
     def evaluate(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], k: int = 10, depth: int = 1000) -> EvalReport:
         """nDCG@k, MRR@k, Recall@100 and MAP over judged queries (``qrels``: query id → document
         key → relevance); needs the ``eval`` extra (ir-measures). ``semsearch.flows.evaluate.
         read_judged`` reads BEIR files."""
+        evaluating.require_ir_measures()  # before the model loads
         return evaluating.evaluate(self.store, self.keeper, self.encoder, queries, qrels, k, depth)
 
     # writes -----------------------------------------------------------------------------------
@@ -223,43 +214,41 @@ class Session:
             spool = stack.enter_context(spool_stdin()) if "-" in items else None
             reader = _Reader(items, opts, spool, skip)
             checked = ingesting.validate(reader(), skip=skip)
-            with self._lock, held_write_lock(self.path):
+            with self._writing, held_write_lock(self.path):
                 if progress:
-                    progress(IngestProgress("model", 0, checked.documents, 0))
+                    progress(IngestProgress("model", 0, checked.documents, 0, 0))
                 encoder = self.encoder
-                if self._store is None:
-                    self._attach(Store.open(self.path, create=True))
+                with self._setup:
+                    if self._store is None:
+                        self._attach(Store.open(self.path, create=True))
                 report = ingesting.ingest(
                     self.store, self.keeper, encoder, checked.keep(reader()), self.settings, progress, checked.documents
                 )
         report.rejected = checked.rejected
         if checked.rejected:
-            skipped = self.path / "skipped.jsonl"
-            skipped.write_text("".join(json.dumps({"source": r.source, "error": r.message}) + "\n" for r in checked.rejected))
-            report.skipped_file = str(skipped)
+            report.skipped_file = str(ingesting.write_skipped(self.path, checked.rejected))
+        self.store.checkpoint()
         report.store_bytes = self.store.file_bytes()
         return report
 
     def delete(self, keys: Sequence[str]) -> DeleteReport:
         """Remove documents by key, with their passages, token vectors and index entries."""
-        with self._lock, held_write_lock(self.path):
-            return maintenance.delete(self.store, self.keeper, keys)
+        with self._writing, held_write_lock(self.path):
+            report = maintenance.delete(self.store, self.keeper, keys)
+            self.store.checkpoint()
+            return report
 
     def check(self, repair: bool = False) -> CheckReport:
         """Verify the store; ``repair`` rebuilds what is derivable and removes damaged documents."""
         if not repair:
             return maintenance.check(self.store, self.keeper)
-        with self._lock:
-            try:
-                with held_write_lock(self.path):
-                    return maintenance.check(self.store, self.keeper, repair=True)
-            except StoreError as exc:
-                raise StoreError(f"{exc}; repair when it has finished") from None
+        with self._writing, held_write_lock(self.path, "repair when it has finished"):
+            return maintenance.check(self.store, self.keeper, repair=True)
 
     def build_index(self, factory: str | None = None) -> IndexReport:
         """Rebuild the index, or switch its type (a FAISS factory string or ``auto``), from the
         stored sentence vectors; no model needed."""
-        with self._lock, held_write_lock(self.path):
+        with self._writing, held_write_lock(self.path):
             return maintenance.build_index(self.store, self.keeper, factory)
 
 

@@ -118,3 +118,40 @@ def test_long_documents_are_split_into_passages_within_the_window(tmp_path: Path
     assert rows[0][0] == 0 and rows[-1][1] == len(text)
     assert all(n <= 256 for _, _, n in rows)
     assert all(b[0] < a[1] for a, b in zip(rows, rows[1:]))  # overlapping, nothing dropped
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+def test_the_demo_explanation_fits_the_terminal_and_shows_the_pairs_that_matter(arc_store: Path, columns: int) -> None:
+    assert runner.invoke(app, ["search", QUERY, "--store", str(arc_store), "-k", "1"]).exit_code == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "semsearch", "explain", "--id", "382", "--store", str(arc_store), "--mode", "contribution"],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": str(columns)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    header = next(line for line in lines if line.startswith("query")).split()
+    assert {"fever", "person", "Which"} <= set(header)  # person↔person, the second word pair, is never hidden
+    pairs = [line.split("↔") for line in lines if "↔" in line and "of the score" in line]
+    assert pairs[0][0].strip() == "fever" and pairs[0][1].split()[0] == "fever"
+
+
+def test_eight_threads_searching_one_session_with_the_real_model(arc_store: Path, real_encoder: SentenceTransformerEncoder) -> None:
+    import threading
+
+    import semsearch
+
+    questions = [json.loads(line)["question"]["stem"] for line in ARC_SAMPLE.read_text().splitlines()[100:108]]
+    with semsearch.open(arc_store, encoder=real_encoder) as session:
+        expected = [[(h.passage_id, round(h.score, 5)) for h in session.search(q, k=5).hits] for q in questions]
+        got: dict[int, list[list[tuple[int, float]]]] = {}
+
+        def work(n: int) -> None:
+            got[n] = [[(h.passage_id, round(h.score, 5)) for h in session.search(q, k=5).hits] for q in questions]
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert all(got[n] == expected for n in range(8))

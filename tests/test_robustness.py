@@ -124,11 +124,12 @@ def test_check_finds_damage_and_repair_fixes_it(tmp_path: Path, fake_encoder: ob
     Path("semsearch-store/index.faiss").unlink()
     result = run("check", "--json")
     assert result.exit_code == 1
-    problems = " ".join(p["problem"] for p in json.loads(result.stdout)["problems"])
-    assert "passage 3" in problems and "index.faiss is missing" in problems
+    report = json.loads(result.stdout)
+    assert "passage 3" in " ".join(p["problem"] for p in report["problems"])
+    assert any("index.faiss is missing" in note and "next search" in note for note in report["notes"])  # it heals itself
     result = run("check", "--repair")
     assert result.exit_code == 0, result.output
-    assert "removed 1 damaged documents: doc2" in result.stdout and "rebuilt the index" in result.stdout
+    assert "removed 1 damaged document: doc2" in result.stdout and "rebuilt the index" in result.stdout
     assert run("ingest", str(corpus), "-q").exit_code == 0  # the removed document comes back
     assert json.loads(run("info", "--json").stdout)["documents"] == 20
     assert_sound(Path("semsearch-store"))

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from .. import __version__
 from ..errors import StoreError
+from ..flows.query import check_k, check_query
 from ..results import IngestProgress
 from .common import (
     ConfigOpt,
@@ -23,10 +24,11 @@ from .common import (
     load_model,
     open_session,
     out,
+    parse_where,
     quiet_third_parties,
     reports_errors,
 )
-from .store import check, delete, eval_command, index_app
+from .store import check, delete, eval_command, index_app, list_command
 
 app = typer.Typer(
     help="Semantic search that shows why a passage matched, from stored token vectors.",
@@ -36,14 +38,17 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"semsearch {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main_callback(
-    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit", callback=_print_version, is_eager=True)] = False,
 ) -> None:
     """semsearch: ingest a corpus, search it by meaning, and see why each hit matched."""
-    if version:
-        out.print(__version__)
-        raise typer.Exit()
 
 
 # ingest --------------------------------------------------------------------------------------
@@ -73,9 +78,18 @@ def ingest(
         raise typer.BadParameter(f"--on-error must be 'stop' or 'skip', not {on_error!r}")
     with open_session(config, create=True, store=store, model=model, batch_size=batch_size, long_documents=long_documents, device=device) as session:
         with _progress(quiet) as progress:
-            report = session.ingest(
-                paths, text_fields=tuple(text_field or ("text",)), id_field=id_field, format=fmt, on_error=on_error, progress=progress
-            )
+            try:
+                report = session.ingest(
+                    paths, text_fields=tuple(text_field or ("text",)), id_field=id_field, format=fmt, on_error=on_error, progress=progress
+                )
+            except KeyboardInterrupt:
+                progress.__exit__()
+                err.print(
+                    f"interrupted: the documents stored so far are kept, whole ({progress.last.stored:,} passages or more); "
+                    "run the same command again to resume: stored documents are skipped",
+                    highlight=False,
+                )
+                raise typer.Exit(code=130) from None
     if report.skipped_file:
         err.print(f"skipped {len(report.rejected):,} bad records, listed in {report.skipped_file}", highlight=False)
     rate = report.passages / report.seconds if report.seconds else 0.0
@@ -89,17 +103,19 @@ def ingest(
 
 class _progress:
     """A spinner while the model loads, then a rich progress bar on stderr over documents, with
-    passages and passages/s."""
+    passages encoded and stored, and passages/s."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar: Any = None
         self.status: Any = None
+        self.last = IngestProgress("model", 0, 0, 0, 0)
 
-    def __enter__(self) -> Callable[[IngestProgress], None]:
-        return self.update
+    def __enter__(self) -> _progress:
+        return self
 
-    def update(self, state: IngestProgress) -> None:
+    def __call__(self, state: IngestProgress) -> None:
+        self.last = state
         if self.quiet:
             return
         if state.stage == "model":
@@ -112,37 +128,54 @@ class _progress:
         if self.bar is None:
             self._start(state.total)
         elapsed = max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(self.task, completed=state.documents, passages=state.passages, rate=state.passages / elapsed)
+        self.bar.update(self.task, completed=state.documents, encoded=state.encoded, stored=state.stored, rate=state.encoded / elapsed)
 
     def _start(self, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.bar = Progress(
-            TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("docs ·"),
-            TextColumn("{task.fields[passages]:,} passages · {task.fields[rate]:,.1f}/s"),
+            TextColumn("ingest"), BarColumn(bar_width=20), MofNCompleteColumn(), TextColumn("docs ·"),
+            TextColumn("{task.fields[encoded]:,} passages ({task.fields[stored]:,} stored) · {task.fields[rate]:,.1f}/s"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=err, transient=False,
         )
-        self.task = self.bar.add_task("ingest", total=total, passages=0, rate=0.0)
+        self.task = self.bar.add_task("ingest", total=total, encoded=0, stored=0, rate=0.0)
         self.started = time.perf_counter()
         self.bar.start()
 
     def __exit__(self, *exc: object) -> None:
         if self.status is not None:
             self.status.stop()
+            self.status = None
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
 
 
 # search --------------------------------------------------------------------------------------
-@app.command()
+class _OptionalWhy(TyperCommand):
+    """``--why`` alone means ``--why 3`` (typer has no options with an optional value)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        given: list[str] = []
+        for i, arg in enumerate(args):
+            given.append(arg)
+            if arg == "--why" and not (i + 1 < len(args) and args[i + 1].isdigit()):
+                given.append(str(DEFAULT_WHY))
+        return list(super().parse_args(ctx, given))
+
+
+DEFAULT_WHY = 3
+
+
+@app.command(cls=_OptionalWhy)
 @reports_errors
 def search(
     query: Annotated[str | None, typer.Argument(help="what to search for", show_default=False)] = None,
     k: Annotated[int, typer.Option("-k", help="number of hits")] = 10,
     like: Annotated[int | None, typer.Option("--like", help="find the neighbours of this stored passage id instead (no model needed)", show_default=False)] = None,
     queries: Annotated[Path | None, typer.Option("--queries", help="a file of queries, one per line ('-' for stdin), answered with one model load", show_default=False)] = None,
-    why: Annotated[int, typer.Option("--why", help="add each hit's top N matched word pairs with their share of the score", show_default=False)] = 0,
+    why: Annotated[int, typer.Option("--why", help="add each hit's top N matched word pairs with their share of the score; --why alone means 3", show_default=False)] = 0,
     where: Annotated[list[str] | None, typer.Option("--where", help="keep hits whose document metadata has FIELD=VALUE; repeat to require several", show_default=False)] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
@@ -156,11 +189,14 @@ def search(
     given = sum(x is not None for x in (query, like, queries))
     if given != 1:
         raise typer.BadParameter("give exactly one of QUERY, --like ID or --queries FILE")
-    filters = [_parse_where(w) for w in where or []]
+    filters = [parse_where(w) for w in where or []]
     texts = [query] if query is not None else _read_queries(queries)
+    check_k(k)  # bad arguments fail before the model loads
+    for text in texts:
+        check_query(text)
     with open_session(config, store=store, model=model) as session:
         if like is not None:
-            results = [session.like(like, k, filters)]
+            results = [session.like(like, k, filters, why)]
         else:
             load_model(session)
             results = [session.search(t, k, filters, why) for t in texts]
@@ -169,16 +205,12 @@ def search(
         out.print_json(json.dumps(data[0] if len(data) == 1 and queries is None else data, ensure_ascii=False))
         return
     for result in results:
+        if not result.hits:
+            out.print(f"no hits for {result.query!r}" + (" with " + ", ".join(where or []) if where else ""), highlight=False)
+            continue
         out.print(search_table(result))
         if result.query_id is not None:
             out.print(f"[dim]explain a hit: semsearch explain --id ID  (query {result.query_id} is cached)[/dim]")
-
-
-def _parse_where(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise typer.BadParameter(f"--where takes FIELD=VALUE, not {text!r}")
-    return name.strip(), value
 
 
 def _read_queries(path: Path | None) -> list[str]:
@@ -209,7 +241,7 @@ def explain(
     max_cols: Annotated[int, typer.Option("--max-cols", help="most passage columns shown in the terminal (those that matter most, in text order; also capped by the terminal's width)")] = 30,
     top: Annotated[int, typer.Option("--top", help="top contributing pairs listed")] = 8,
     hide_special: Annotated[bool, typer.Option("--hide-special", help="hide [CLS]/[SEP] from the pictures (never from the sums)")] = False,
-    png: Annotated[Path | None, typer.Option("--png", help="also write a labelled heatmap PNG here", show_default=False)] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="also write the heatmap and the shaded passage as a picture here (.png, .jpg, .svg or .pdf)", show_default=False)] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
@@ -219,6 +251,7 @@ def explain(
 
     Built from stored token vectors: against the last search's cached query it loads no model.
     """
+    from ..render.png import image_format
     from ..render.terminal import explanation_view
 
     quiet_third_parties()
@@ -228,6 +261,7 @@ def explain(
         raise typer.BadParameter("give at most one of --query, --query-id and --against")
     if max_cols < 1:
         raise typer.BadParameter("--max-cols must be at least 1")
+    picture = image_format(png.suffix) if png is not None else "png"
     with open_session(config, store=store, model=model) as session:
         if query is not None:
             load_model(session)
@@ -236,7 +270,7 @@ def explain(
         from ..render.png import explanation_png
 
         try:
-            png.write_bytes(explanation_png(hit, mode, hide_special))
+            png.write_bytes(explanation_png(hit, mode, hide_special, picture))
         except OSError as exc:
             raise StoreError(f"cannot write {png}: {exc.strerror}; choose another --png path") from None
     if as_json:
@@ -267,6 +301,7 @@ app.command("eval")(eval_command)
 app.add_typer(index_app, name="index")
 app.command()(check)
 app.command()(delete)
+app.command("list")(list_command)
 
 
 def main() -> None:

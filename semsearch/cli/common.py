@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from ..config import load_settings
 from ..errors import SemsearchError
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SemsearchError as exc:
-            err.print(f"[red]Error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err.print(f"[red]Error:[/red] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -57,12 +57,24 @@ def quiet_third_parties() -> None:
 
 def open_session(config: Path | None, create: bool = False, **overrides: Any) -> Session:
     """The Session for the command's options (``None`` options fall back to env, file, default)."""
-    from ..session import Session
+    from ..session import open_session
 
-    return Session(load_settings(config, overrides), create=create)
+    return open_session(create=create, config=config, **overrides)
 
 
 def load_model(session: Session) -> None:
     """Load the session's model now, under a spinner."""
     with err.status("loading the model…", spinner="dots"):
         session.encoder  # noqa: B018 - loads it
+
+
+def parse_where(text: str) -> tuple[str, str]:
+    """``--where FIELD=VALUE`` as a pair."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise typer.BadParameter(f"--where takes FIELD=VALUE, not {text!r}")
+    return name.strip(), value
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")

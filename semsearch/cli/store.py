@@ -16,6 +16,8 @@ from .common import (
     err,
     open_session,
     out,
+    parse_where,
+    plural,
     quiet_third_parties,
     reports_errors,
 )
@@ -69,7 +71,8 @@ def index_build(
     with open_session(config, store=store) as session:
         with err.status(f"building {factory or 'the index'}…"):
             report = session.build_index(factory)
-    err.print(f"built {report.factory} over {report.vectors:,} vectors in {report.seconds:.1f} s", highlight=False)
+    chosen = report.factory if report.factory == report.resolved else f"{report.factory} ({report.resolved})"
+    err.print(f"built {chosen} over {report.vectors:,} vectors in {report.seconds:.1f} s", highlight=False)
 
 
 # check and delete ----------------------------------------------------------------------------
@@ -91,6 +94,8 @@ def check(
     else:
         for line in report.repaired:
             out.print(f"repaired: {line}", highlight=False)
+        for note in report.notes:
+            out.print(f"note: {note}", highlight=False)
         for p in report.problems:
             out.print(f"problem: {p.what} — fix: {p.fix}", highlight=False)
         c = report.counts
@@ -109,4 +114,36 @@ def delete(
     """Remove documents with their passages, token vectors and index entries."""
     with open_session(config, store=store) as session:
         report = session.delete(doc)
-    err.print(f"deleted {report.documents:,} documents ({report.passages:,} passages)", highlight=False)
+    err.print(f"deleted {plural(report.documents, 'document')} ({plural(report.passages, 'passage')})", highlight=False)
+
+
+@reports_errors
+def list_command(
+    where: Annotated[list[str] | None, typer.Option("--where", help="keep documents whose metadata has FIELD=VALUE; repeat to require several", show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="at most this many documents", show_default=False)] = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List stored documents: key (what 'semsearch delete --doc' takes), source, passages, when ingested."""
+    import datetime
+
+    from rich.table import Table
+
+    filters = [parse_where(w) for w in where or []]
+    with open_session(config, store=store) as session:
+        docs = session.documents(filters, limit)
+    if as_json:
+        out.print_json(json.dumps([d.to_dict() for d in docs], ensure_ascii=False))
+        return
+    if not docs:
+        out.print("no documents" + (" with " + ", ".join(where or []) if where else ""), highlight=False)
+        return
+    table = Table(show_lines=False)
+    for name, justify in (("key", "left"), ("source", "left"), ("passages", "right"), ("ingested", "left")):
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for d in docs:
+        when = datetime.datetime.fromtimestamp(d.ingested_at).strftime("%Y-%m-%d %H:%M") if d.ingested_at else ""
+        table.add_row(d.key, d.source, f"{d.passages:,}", when)
+    out.print(table)
+    err.print(f"{len(docs):,} {'document' if len(docs) == 1 else 'documents'}", highlight=False)

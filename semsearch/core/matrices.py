@@ -73,6 +73,7 @@ class Pair:
     contribution: float
     share: float
     cosine: float
+    count: int = 1
 
 
 def _continues(text: str, prev: tuple[int, int], cur: tuple[int, int]) -> bool:
@@ -177,28 +178,45 @@ def decompose(
 
 
 def top_impact(expl: Decomposition, k: int = 8) -> list[tuple[str, float]]:
-    """The passage words (not special tokens) whose removal would cost the score most."""
-    order = [j for j in np.argsort(-expl.impact) if not expl.doc.special[j]][:k]
+    """The passage words (not special tokens) whose removal would lower the score, most first."""
+    order = [j for j in np.argsort(-expl.impact) if not expl.doc.special[j] and expl.impact[j] > 0][:k]
     return [(expl.doc.labels[j], float(expl.impact[j])) for j in order]
 
 
-def top_pairs(expl: Decomposition, k: int = 10, include_special: bool = False) -> list[Pair]:
-    """The ``k`` word/token pairs that add most to the score."""
+def top_pairs(expl: Decomposition, k: int = 10, include_special: bool = False, merge: bool = False) -> list[Pair]:
+    """The ``k`` word/token pairs that add most to the score.
+
+    With ``merge``, cells whose query and passage words are the same (``fever``↔``fever`` at two
+    places) count as one pair: contributions and shares add up, ``count`` says how many cells,
+    and row, column and cosine are those of the strongest cell.
+    """
     c = expl.contribution.astype(np.float64).copy()
     if not include_special:
         c[expl.query.special, :] = -np.inf
         c[:, expl.doc.special] = -np.inf
-    order = np.argsort(-c, axis=None)[:k]
-    pairs = []
+    order = np.argsort(-c, axis=None, kind="stable")
+    pairs: list[Pair] = []
+    merged: dict[tuple[str, str], Pair] = {}
     for flat in order:
         i, j = divmod(int(flat), c.shape[1])
         if not np.isfinite(c[i, j]):
             break
         value = float(expl.contribution[i, j])
-        pairs.append(
-            Pair(expl.query.labels[i], expl.doc.labels[j], i, j, value, _share(value, expl.score), float(expl.cosine[i, j]))
-        )
-    return pairs
+        words = (expl.query.labels[i], expl.doc.labels[j])
+        if merge and words in merged:
+            pair = merged[words]
+            pair.contribution += value
+            pair.share = _share(pair.contribution, expl.score)
+            pair.count += 1
+            continue
+        if len(pairs) == k and not merge:
+            break
+        pair = Pair(words[0], words[1], i, j, value, _share(value, expl.score), float(expl.cosine[i, j]))
+        pairs.append(pair)
+        merged[words] = pair
+    if merge:
+        pairs.sort(key=lambda p: -p.contribution)
+    return pairs[:k]
 
 
 def _share(value: float, total: float) -> float:
@@ -222,15 +240,28 @@ def special_share(expl: Decomposition) -> float:
     return _share(float(c[mask].sum()), expl.score)
 
 
+def column_order(expl: Decomposition, hide_special: bool = False) -> list[int]:
+    """Passage units by how much a reader needs their column: those of the strongest word pairs
+    first (so ``person``↔``person`` is never hidden behind a column of many weak cells), then the
+    rest by their total |contribution|."""
+    candidates = [j for j in range(len(expl.doc.labels)) if not (hide_special and expl.doc.special[j])]
+    weight = np.abs(expl.contribution.astype(np.float64)).sum(axis=0)
+    allowed = set(candidates)
+    order = [j for j in dict.fromkeys(p.col for p in top_pairs(expl, len(candidates), merge=True)) if j in allowed]
+    rest = allowed - set(order)
+    return order + sorted(rest, key=lambda j: -weight[j])
+
+
 def visible_columns(expl: Decomposition, max_cols: int, hide_special: bool = False) -> tuple[list[int], float]:
-    """The passage units worth a column (largest |contribution|, kept in text order).
+    """The ``max_cols`` passage units worth a column (``column_order``), kept in text order.
 
     Returns the column indices and the share of the score that the other columns hold.
     """
-    candidates = [j for j in range(len(expl.doc.labels)) if not (hide_special and expl.doc.special[j])]
-    weight = np.abs(expl.contribution.astype(np.float64)).sum(axis=0)
-    chosen = sorted(sorted(candidates, key=lambda j: -weight[j])[:max_cols])
+    return hidden_share(expl, sorted(column_order(expl, hide_special)[:max_cols]))
+
+
+def hidden_share(expl: Decomposition, chosen: list[int]) -> tuple[list[int], float]:
+    """``chosen`` columns and the share of the score that the others hold."""
     shown = np.zeros(len(expl.doc.labels), dtype=bool)
     shown[chosen] = True
-    hidden = float(column_shares(expl)[~shown].sum())
-    return chosen, hidden
+    return chosen, float(column_shares(expl)[~shown].sum())

@@ -10,15 +10,25 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..encoder import Encoder
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..results import EvalReport
 from ..store import Store
 from .indexing import IndexKeeper
 from .query import check_k
+
+
+def require_ir_measures() -> Any:
+    """The ir-measures module, or an error saying how to install it."""
+    try:
+        import ir_measures  # only eval needs it
+    except ImportError:
+        raise ConfigError("semsearch eval needs the eval extra: pip install 'semsearch[eval]'") from None
+    return ir_measures
 
 
 def read_queries(path: Path) -> dict[str, str]:
@@ -131,13 +141,14 @@ def evaluate(
     k: int = 10,
     depth: int = 1000,
 ) -> EvalReport:
-    import ir_measures  # only eval needs it
+    ir_measures = require_ir_measures()
     from ir_measures import AP, RR, R, nDCG
 
     check_k(k)
     check_ids(queries, qrels, "", "the queries", "give the text of every judged query")
     judged = {q: queries[q] for q in qrels}
-    run = run_queries(store, keeper, encoder, judged, max(depth, k, 100))
+    depth = min(max(depth, k, 100), store.documents.count())  # what there is to retrieve
+    run = run_queries(store, keeper, encoder, judged, depth)
     stored = store.documents.present({d for rel in qrels.values() for d in rel})
     missing = len({d for rel in qrels.values() for d in rel} - stored)
     measures = [nDCG @ k, RR @ k, R @ 100, AP]

@@ -47,4 +47,4 @@ def explain(
         label = f"query {cached.id}: {cached.text}"
     index_score = float(np.dot(query_vector.astype(np.float64), doc_vector.astype(np.float64)))
     decomposition = decompose(query, doc, store.meta.special_tokens, level, index_score, store.meta.pooling)
-    return Explanation(passage, label, cached_id, decomposition)
+    return Explanation(passage, label, cached_id, decomposition, "query" if against is None else f"passage {against}")

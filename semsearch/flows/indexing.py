@@ -66,8 +66,7 @@ class IndexKeeper:
         with self._lock:
             state = self._state_now()
             if self._index is None or state != self._state:
-                if self._state is not None and state.on_disk != self._state.on_disk:
-                    self.store.refresh_meta()  # another process may have switched the index type
+                self.store.refresh_meta()  # another process may have switched the index type
                 self._index = self._synced(save)
                 self._index.tune(self.options.nprobe, self.options.ef_search, self.options.k_factor)
                 self._state = self._state_now()

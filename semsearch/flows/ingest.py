@@ -11,10 +11,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,11 +40,12 @@ class Validation:
 
     documents: int
     rejected: list[Rejected]
+    dropped: set[int]  # positions in the input of the rejected items and of repeated keys
 
     def keep(self, items: Iterable[Item]) -> Iterator[Document]:
-        """The documents of a second read that were not rejected the first time."""
-        dropped = {r.source for r in self.rejected}
-        return (i for i in items if isinstance(i, Document) and i.source not in dropped)
+        """The documents of a second read (the same input, read the same way) that were not
+        rejected the first time."""
+        return (i for n, i in enumerate(items) if n not in self.dropped and isinstance(i, Document))
 
 
 def validate(items: Iterable[Item], skip: bool = False) -> Validation:
@@ -53,24 +56,34 @@ def validate(items: Iterable[Item], skip: bool = False) -> Validation:
     """
     seen: dict[str, str] = {}
     rejected: list[Rejected] = []
+    dropped: set[int] = set()
     count = 0
-    for item in items:
+    for n, item in enumerate(items):
         if isinstance(item, Rejected):
             rejected.append(item)
+            dropped.add(n)
             continue
         if item.key in seen:
             problem = Rejected(
-                item.source,
+                item.source or f"<document {n + 1}>",
                 f"id {item.key!r} is also used at {seen[item.key]}; ids must be unique "
                 "(fix the data or choose another --id-field)",
             )
             if not skip:
                 raise InputError(f"{problem.source}: {problem.message}")
             rejected.append(problem)
+            dropped.add(n)
             continue
-        seen[item.key] = item.source
+        seen[item.key] = item.source or f"<document {n + 1}>"
         count += 1
-    return Validation(count, rejected)
+    return Validation(count, rejected, dropped)
+
+
+def write_skipped(directory: Path, rejected: list[Rejected]) -> Path:
+    """List the records an ingest skipped, with where they are and why, in ``STORE/skipped.jsonl``."""
+    path = directory / "skipped.jsonl"
+    path.write_text("".join(json.dumps({"source": r.source, "error": r.message}) + "\n" for r in rejected))
+    return path
 
 
 def prepare_store(store: Store, encoder: Encoder, settings: Settings) -> None:
@@ -116,43 +129,70 @@ def ingest(
 
     Writing overlaps encoding: while the model encodes one chunk, a writer thread (a one-worker
     executor, with its own connection) stores the previous one in its transaction. At most one
-    write is pending; its errors arrive through its future's ``result()``.
+    write is pending; its errors arrive through its future's ``result()``. ``progress`` hears of
+    every encoded batch and every stored chunk.
     """
     started = time.perf_counter()
     prepare_store(store, encoder, settings)
     codec = store.codec()
     report = IngestReport(0, 0, 0, 0, 0, 0.0)
-    done_docs = 0
-    if progress:
-        progress(IngestProgress("encoding", 0, total, 0))
+    tell = _Teller(report, progress, total)
+    tell(0, 0)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="semsearch-writer") as writer:
-        pending: Future[int] | None = None
-        for chunk in _chunks(documents, encoder, settings):
-            stored = store.documents.hashes([doc.key for doc, _ in chunk])
-            todo = [(doc, spans) for doc, spans in chunk if stored.get(doc.key) != doc.content_hash]
-            report.unchanged += len(chunk) - len(todo)
-            docs, tokens = _encode(encoder, todo, settings.batch_size)
-            if docs and codec.needs_training:
-                train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
+        try:
+            pending: Future[int] | None = None
+            for chunk in _chunks(documents, encoder, settings):
+                stored = store.documents.hashes([doc.key for doc, _ in chunk])
+                todo = [(doc, spans) for doc, spans in chunk if stored.get(doc.key) != doc.content_hash]
+                report.unchanged += len(chunk) - len(todo)
+                docs, tokens = _encode(encoder, todo, settings.batch_size, functools.partial(tell.within, len(chunk)))
+                if docs and codec.needs_training:
+                    train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
+                if pending is not None:
+                    report.passages += pending.result()
+                pending = writer.submit(_write, store, docs, codec) if docs else None
+                report.documents += len(todo)
+                report.replaced += sum(1 for doc, _ in todo if doc.key in stored)
+                report.tokens += tokens
+                tell.chunk_done(len(chunk), sum(len(ps) for _, ps in docs))
+                _release_freed_memory()
             if pending is not None:
                 report.passages += pending.result()
-            pending = writer.submit(_write, store, docs, codec) if docs else None
-            report.documents += len(todo)
-            report.replaced += sum(1 for doc, _ in todo if doc.key in stored)
-            report.tokens += tokens
-            done_docs += len(chunk)
-            _release_freed_memory()
-            if progress:
-                progress(IngestProgress("encoding", done_docs, total, report.passages))
-        if pending is not None:
-            report.passages += pending.result()
-    if progress:
-        progress(IngestProgress("encoding", done_docs, total, report.passages))
+        finally:
+            writer.submit(store.release)  # the writer thread's connection ends with it
+    tell(0, 0)
     # The index is brought up to date once, from SQLite, when the passages are stored: memory
     # during ingest stays bounded by the batches, and a crash leaves nothing to reconcile.
     keeper.replace(keeper.current(save=False))
     report.seconds = time.perf_counter() - started
     return report
+
+
+class _Teller:
+    """Tells ``progress`` how far an ingest is: documents read and encoded (within a chunk,
+    in proportion to its passages), passages encoded, and passages stored."""
+
+    def __init__(self, report: IngestReport, progress: Progress | None, total: int) -> None:
+        self.report, self.progress, self.total = report, progress, total
+        self.documents = 0  # in finished chunks
+        self.encoded = 0  # passages, in finished chunks
+
+    def __call__(self, chunk_documents: int, chunk_passages: int) -> None:
+        if self.progress:
+            self.progress(
+                IngestProgress(
+                    "encoding", self.documents + chunk_documents, self.total, self.encoded + chunk_passages, self.report.passages
+                )
+            )
+
+    def within(self, chunk_documents: int, encoded: int, of: int) -> None:
+        """``encoded`` of a chunk's ``of`` passages are encoded."""
+        self(chunk_documents * encoded // max(of, 1), encoded)
+
+    def chunk_done(self, documents: int, passages: int) -> None:
+        self.documents += documents
+        self.encoded += passages
+        self(0, 0)
 
 
 Chunk = list[tuple[Document, list[NewPassage]]]
@@ -193,8 +233,11 @@ def train_codec(store: Store, codec: codecs.Codec, matrices: list[NDArray[np.flo
     store.set_blob("token_codec", codec.state())
 
 
-def _encode(encoder: Encoder, todo: list[tuple[Document, list[Span]]], batch_size: int) -> tuple[Chunk, int]:
-    """Encode a chunk's passages, shortest first (little padding): (documents with passages, tokens)."""
+def _encode(
+    encoder: Encoder, todo: list[tuple[Document, list[Span]]], batch_size: int, on_batch: Callable[[int, int], None]
+) -> tuple[Chunk, int]:
+    """Encode a chunk's passages, shortest first (little padding): (documents with passages, tokens).
+    ``on_batch(encoded, of)`` follows each batch."""
     items = [(d, o, span) for d, (doc, spans) in enumerate(todo) for o, span in enumerate(spans)]
     items.sort(key=lambda item: item[2].n_tokens)
     per_doc: list[list[NewPassage | None]] = [[None] * len(spans) for _, spans in todo]
@@ -213,5 +256,6 @@ def _encode(encoder: Encoder, todo: list[tuple[Document, list[Span]]], batch_siz
                 token_vectors=enc.tokens.vectors,
             )
             tokens += len(enc.tokens.token_ids)
+        on_batch(start + len(batch), len(items))
     docs = [(doc, [p for p in per_doc[d] if p is not None]) for d, (doc, _) in enumerate(todo)]
     return docs, tokens

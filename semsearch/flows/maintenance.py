@@ -10,10 +10,35 @@ import numpy as np
 
 from ..core import codec as codecs
 from ..errors import NotFoundError
-from ..index import VectorIndex
-from ..results import CheckReport, DeleteReport, IndexReport, Problem
+from ..index import VectorIndex, read_info
+from ..results import CheckReport, DeleteReport, IndexReport, Problem, StoreInfo
 from ..store import SCHEMA_VERSION, Store
 from .indexing import IndexKeeper, build_from_store, current_factory, recorded_factory
+
+
+def describe(store: Store) -> StoreInfo:
+    """Model, counts, bytes per stored token, index and size, from the kept counts (no scan)."""
+    meta, kept = store.meta, store.stats.kept()
+    size = store.file_bytes()
+    index = read_info(store.path)
+    return StoreInfo(
+        store=str(store.path),
+        model=meta.model,
+        dim=meta.dim,
+        pooling=meta.pooling,
+        max_tokens=meta.max_tokens,
+        documents=store.documents.count(),
+        passages=kept.passages,
+        tokens=kept.tokens,
+        token_codec=meta.token_codec,
+        bytes_per_token=kept.token_bytes / kept.tokens if kept.tokens else 0.0,
+        token_store_bytes=kept.token_bytes,
+        token_store_share=kept.token_bytes / size if size else 0.0,
+        index_factory=meta.index_factory,
+        index_vectors=index.ntotal if index else 0,
+        store_bytes=size,
+        schema_version=store.schema_version(),
+    )
 
 
 def counts(store: Store) -> dict[str, int]:
@@ -71,18 +96,13 @@ def check(store: Store, keeper: IndexKeeper, repair: bool = False) -> CheckRepor
     stats_ok = store.stats.kept() == store.stats.counted()
     if not stats_ok:
         report.problems.append(Problem("the passage and token counts kept for searches and info are wrong", "check --repair recounts"))
-    index = VectorIndex.load(store.path)
-    index_ok = index is not None and index.factory == current_factory(store)
-    if not index_ok:
-        report.problems.append(Problem("index.faiss is missing, unreadable or of another type", "check --repair rebuilds it (no model needed)"))
-    elif not np.array_equal(index.ids(), store.documents.all_passage_ids()):  # type: ignore[union-attr]
-        index_ok = False
-        report.problems.append(Problem("the index and the stored passages differ", "check --repair rebuilds the index"))
-    if repair and report.problems:
+    index_ok = _check_index(store, report)
+    if repair and (report.problems or not index_ok):
         with store.writing():
             if damaged_docs:
                 store.documents.delete(damaged_docs)
-                report.repaired.append(f"removed {len(damaged_docs)} damaged documents: {', '.join(damaged_docs[:10])}; ingest them again")
+                some = "document" if len(damaged_docs) == 1 else "documents"
+                report.repaired.append(f"removed {len(damaged_docs)} damaged {some}: {', '.join(damaged_docs[:10])}; ingest them again")
             if orphans:
                 store.checks.delete_orphan_token_rows()
                 report.repaired.append(f"deleted {orphans} orphaned token rows")
@@ -96,6 +116,28 @@ def check(store: Store, keeper: IndexKeeper, repair: bool = False) -> CheckRepor
         report = check(store, keeper)  # what is left after the repair
         report.repaired = repaired
     return report
+
+
+def _check_index(store: Store, report: CheckReport) -> bool:
+    """Whether the index file holds exactly the stored passages. One that is missing, unreadable,
+    of an older type or behind is a note, not a problem: opening the store rebuilds or catches it
+    up from the stored vectors, without the model."""
+    index = VectorIndex.load(store.path)
+    count, top = store.stats.kept().fingerprint
+    heals = "the next search or ingest rebuilds it from the stored vectors (no model needed), or check --repair now"
+    if index is None:
+        report.notes.append(f"index.faiss is missing or unreadable; {heals}")
+        return False
+    if index.factory != current_factory(store):
+        report.notes.append(f"index.faiss is {index.factory}, the store now wants {current_factory(store)}; {heals}")
+        return False
+    if (index.ntotal, index.max_id) != (count, top):
+        report.notes.append(f"index.faiss holds {index.ntotal:,} of {count:,} passages; {heals.replace('rebuilds', 'catches up or rebuilds')}")
+        return False
+    if not np.array_equal(index.ids(), store.documents.all_passage_ids()):
+        report.problems.append(Problem("the index holds other passages than the store", "check --repair rebuilds the index"))
+        return False
+    return True
 
 
 def delete(store: Store, keeper: IndexKeeper, keys: Sequence[str]) -> DeleteReport:

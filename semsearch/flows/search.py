@@ -77,14 +77,17 @@ def add_reasons(store: Store, query: TokenData, found: list[Hit], n_pairs: int) 
     codec, meta = store.codec(), store.meta
     for hit in found:
         doc = store.tokens.of(hit.passage_id, codec)
-        hit.reasons = top_pairs(decompose(query, doc, meta.special_tokens, "word", hit.score, meta.pooling), n_pairs)
+        hit.reasons = top_pairs(decompose(query, doc, meta.special_tokens, "word", hit.score, meta.pooling), n_pairs, merge=True)
 
 
 def like(
-    store: Store, keeper: IndexKeeper, passage_id: int, k: int = 10, where: Sequence[tuple[str, str]] = ()
+    store: Store, keeper: IndexKeeper, passage_id: int, k: int = 10, where: Sequence[tuple[str, str]] = (), why: int = 0
 ) -> SearchResult:
     """Nearest neighbours of a stored passage (itself excluded), without the model."""
     check_k(k)
     vector = store.documents.vector(passage_id)
     scores, ids = ranked(store, keeper, vector, k + 1, where)
-    return SearchResult(f"like:{passage_id}", None, hits(store, scores, ids, k, exclude=passage_id))
+    found = hits(store, scores, ids, k, exclude=passage_id)
+    if why:
+        add_reasons(store, store.tokens.of(passage_id, store.codec()), found, why)
+    return SearchResult(f"like:{passage_id}", None, found)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import ConfigError
 from .vectors import VectorIndex
 
 AUTO_FLAT_LIMIT = 100_000  # exact search stays fast (~6 ms a query) below this many passages
@@ -51,13 +53,36 @@ def build(factory: str, dim: int, count: int, batches: Batches) -> VectorIndex:
     ``batches`` is called once to draw a training sample of about ``TRAIN_SAMPLE`` vectors, when
     the type needs training, and once more to add every vector.
     """
+    check_size(factory, count)
     index = VectorIndex.create(factory, dim)
-    if not index.is_trained:
-        step = max(1, count // TRAIN_SAMPLE)
-        sample = [v[::step] for _, v in batches()]
-        if not sample:
-            return index
-        index.train(np.vstack(sample))
-    for ids, vectors in batches():
-        index.add(ids, vectors)
+    try:
+        if not index.is_trained:
+            step = max(1, count // TRAIN_SAMPLE)
+            sample = [v[::step] for _, v in batches()]
+            if not sample:
+                return index
+            index.train(np.vstack(sample))
+        for ids, vectors in batches():
+            index.add(ids, vectors)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"FAISS cannot build {factory!r} over {count:,} vectors ({str(exc).strip().splitlines()[-1]}); "
+            "choose another --factory, such as Flat or HNSW32"
+        ) from None
     return index
+
+
+def check_size(factory: str, count: int) -> None:
+    """Refuse, before any work, an IVF index with more lists than there are vectors to train them."""
+    lists = re.search(r"IVF(\d+)", factory)
+    if lists is None:
+        return
+    nlist = int(lists.group(1))
+    if nlist < 1:
+        raise ConfigError(f"{factory!r} asks for {nlist} IVF lists; give at least 1, e.g. IVF{max(1, round(4 * math.sqrt(count)))}")
+    if count and nlist > count:
+        fit = max(1, 2 ** int(math.log2(max(1, count // 39))))
+        raise ConfigError(
+            f"{factory!r} needs at least {nlist:,} vectors to train its {nlist:,} lists (FAISS advises 39 per list), "
+            f"and the store has {count:,}; use IVF{fit} or fewer lists, or Flat (exact) or 'auto'"
+        )

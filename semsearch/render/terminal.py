@@ -11,12 +11,13 @@ from rich.text import Text
 
 from ..core.matrices import (
     Decomposition,
+    column_order,
     column_shares,
+    hidden_share,
     row_shares,
     special_share,
     top_impact,
     top_pairs,
-    visible_columns,
 )
 from ..results import Explanation, SearchResult
 
@@ -31,7 +32,7 @@ def percent(share: float) -> str:
 
 
 def reasons_text(pairs: list[Any]) -> str:
-    return ", ".join(f"{p.query}↔{p.passage} {percent(p.share)}" for p in pairs)
+    return ", ".join(f"{p.query}↔{p.passage} {percent(p.share)}" + (f" ×{p.count}" if p.count > 1 else "") for p in pairs)
 
 
 # search ------------------------------------------------------------------------------------
@@ -66,13 +67,14 @@ def score_line(expl: Decomposition) -> str:
     return " · ".join(parts)
 
 
-CELL = 6  # characters a heatmap column takes, padding included
-ROW_LABEL = 14
+ROW_LABEL = 14  # widest query label shown
+LABEL = 10  # widest passage label shown as a column header
+CELL = 5  # widest value: "-12.3" (% of the score) or "-.43" (cosine)
+SHARE = 5  # the share column: "-3.2%", "100%"
 
 
-def fitting_columns(width: int) -> int:
-    """How many heatmap columns fit a terminal ``width`` characters wide."""
-    return max(3, (width - ROW_LABEL - 2 - CELL - 1) // CELL)
+def _label(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _cell(value: float, mode: str) -> str:
@@ -82,10 +84,28 @@ def _cell(value: float, mode: str) -> str:
     return f"{value:.1f}" if abs(value) < 10 else f"{value:.0f}"
 
 
-def heatmap(expl: Decomposition, mode: str, max_cols: int, hide_special: bool = False) -> Group:
-    """Query units (rows) × the passage units that matter most (columns), coloured by value."""
-    cols, hidden = visible_columns(expl, max_cols, hide_special)
+def fitting(expl: Decomposition, order: list[int], max_cols: int, width: int, row_width: int) -> list[int]:
+    """The columns of ``order`` (most needed first) that fit ``width`` characters, in text order.
+
+    Each column is as wide as its header (at most ``LABEL``) or a value, plus one space before it.
+    """
+    used = row_width + 1 + SHARE
+    chosen: list[int] = []
+    for j in order[:max_cols]:
+        need = 1 + max(CELL, len(_label(expl.doc.labels[j], LABEL)))
+        if used + need > width:
+            continue
+        chosen.append(j)
+        used += need
+    return sorted(chosen)
+
+
+def heatmap(expl: Decomposition, mode: str, max_cols: int, hide_special: bool = False, width: int = 200, rows_name: str = "query") -> Group:
+    """Query units (rows) × the passage units that matter most (columns), coloured by value; never
+    wider than ``width``."""
     rows = [i for i in range(len(expl.query.labels)) if not (hide_special and expl.query.special[i])]
+    row_width = max([len(rows_name)] + [len(_label(expl.query.labels[i], ROW_LABEL)) for i in rows])
+    cols, hidden = hidden_share(expl, fitting(expl, column_order(expl, hide_special), max_cols, width, row_width))
     if mode == "contribution":
         values = expl.contribution.astype(np.float64) / (expl.score if abs(expl.score) > 1e-12 else 1.0) * 100
         unit = "cells: % of the score"
@@ -94,19 +114,20 @@ def heatmap(expl: Decomposition, mode: str, max_cols: int, hide_special: bool = 
         unit = "cells: cosine of the pair"
     shown = values[np.ix_(rows, cols)] if rows and cols else np.zeros((0, 0))
     scale = float(np.abs(shown).max()) if shown.size else 1.0
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False, padding=(0, 1))
-    table.add_column("query", no_wrap=True, max_width=ROW_LABEL)
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False, padding=(0, 0, 0, 1), collapse_padding=False)
+    table.add_column(rows_name, no_wrap=True, width=row_width)
     for j in cols:
-        table.add_column(expl.doc.labels[j][: CELL - 1], justify="right", no_wrap=True, min_width=CELL - 1, max_width=CELL - 1)
-    table.add_column("share", justify="right", no_wrap=True, min_width=CELL)
+        label = _label(expl.doc.labels[j], LABEL)
+        table.add_column(label, justify="right", no_wrap=True, width=max(CELL, len(label)))
+    table.add_column("share", justify="right", no_wrap=True, width=SHARE)
     shares = row_shares(expl)
     for r, i in enumerate(rows):
         cells = [Text(_cell(shown[r, c], mode), style=_cell_style(shown[r, c], scale)) for c in range(len(cols))]
-        table.add_row(expl.query.labels[i][:ROW_LABEL], *cells, percent(shares[i]))
+        table.add_row(_label(expl.query.labels[i], ROW_LABEL), *cells, percent(shares[i]))
     footer = [unit]
-    if hidden or len(cols) < len(expl.doc.labels):
+    if len(cols) < len(expl.doc.labels):
         n_hidden = len(expl.doc.labels) - len(cols)
-        footer.append(f"{n_hidden} of {len(expl.doc.labels)} passage {expl.level}s not shown hold {percent(hidden)} of the score (--max-cols)")
+        footer.append(f"{n_hidden} of {len(expl.doc.labels)} passage {expl.level}s not shown hold {percent(hidden)} of the score")
     return Group(table, Text(" · ".join(footer), style="dim"))
 
 
@@ -127,7 +148,6 @@ def highlighted(side_text: str, spans: list[tuple[int, int]], special: np.ndarra
 
 def explanation_view(hit: Explanation, mode: str, max_cols: int, top: int, hide_special: bool, width: int = 200) -> Group:
     expl = hit.decomposition
-    max_cols = min(max_cols, fitting_columns(width))
     p = hit.passage
     parts: list[Any] = [
         Text(f"passage {p.id} · document {p.document_key} · passage {p.ordinal} (chars {p.char_start}–{p.char_end})", style="bold"),
@@ -135,18 +155,23 @@ def explanation_view(hit: Explanation, mode: str, max_cols: int, top: int, hide_
         Text(score_line(expl)),
     ]
     parts += [Text("note: " + note, style="yellow") for note in expl.notes]
-    parts.append(heatmap(expl, mode, max_cols, hide_special))
-    pairs = top_pairs(expl, top)
+    parts.append(heatmap(expl, mode, max_cols, hide_special, width, hit.rows))
+    pairs = top_pairs(expl, top, merge=True)
     if pairs:
-        lines = [f"  {p_.query:>14} ↔ {p_.passage:<16} {percent(p_.share):>6} of the score  (cosine {p_.cosine:.2f})" for p_ in pairs]
+        side = 14 if hit.rows == "query" else max(14, len(hit.rows))
+        lines = [
+            f"  {_label(q.query, side):>{side}} ↔ {_label(q.passage, 16):<16} {percent(q.share):>6} of the score"
+            + (f" ({q.count} places)" if q.count > 1 else f" (cosine {q.cosine:.2f})")
+            for q in pairs
+        ]
         parts.append(Text("top pairs:\n" + "\n".join(lines)))
     impact = top_impact(expl, top)
     if impact:
-        parts.append(Text("passage words whose removal costs the most score: " + ", ".join(f"{w} −{v:.3f}" for w, v in impact)))
+        parts.append(Text("passage words whose removal would lower the score most: " + ", ".join(f"{w} {-v:+.3f}" for w, v in impact)))
     specials = sorted({label for side in (expl.query, expl.doc) for label, special in zip(side.labels, side.special) if special})
     parts.append(Text(f"special tokens ({', '.join(specials)}) hold {percent(special_share(expl))} of the score", style="dim"))
     parts.append(Text("passage, shaded by contribution:", style="bold"))
     parts.append(highlighted(expl.doc.text, expl.doc.spans, expl.doc.special, column_shares(expl)))
-    parts.append(Text("query, shaded by contribution:", style="bold"))
+    parts.append(Text(f"{hit.rows}, shaded by contribution:", style="bold"))
     parts.append(highlighted(expl.query.text, expl.query.spans, expl.query.special, row_shares(expl)))
     return Group(*parts)

@@ -24,7 +24,7 @@ from ..core.types import NewPassage, Passage, TokenData
 from ..errors import StoreError
 from . import meta as meta_table
 from .checks import Checks
-from .documents import Documents
+from .documents import Documents, StoredDocument
 from .lock import held_write_lock, write_lock
 from .meta import StoreMeta
 from .queries import CachedQuery, Queries
@@ -42,6 +42,7 @@ __all__ = [
     "PassageStats",
     "Store",
     "StoreMeta",
+    "StoredDocument",
     "TokenData",
     "held_write_lock",
     "migrations",
@@ -63,6 +64,7 @@ class Store:
         self._local = threading.local()
         self._connections: list[sqlite_utils.Database] = []
         self._guard = threading.Lock()
+        self._closed = False
         self._write = threading.RLock()
         self._codec: codecs.Codec | None = None
         self._codec_lock = threading.Lock()
@@ -99,15 +101,27 @@ class Store:
         """This thread's connection (made on first use)."""
         db: sqlite_utils.Database | None = getattr(self._local, "db", None)
         if db is None:
-            db = connect(self.db_file)
-            self._local.db = db
             with self._guard:
+                if self._closed:
+                    raise StoreError(f"the store at {self.path} was closed; open it again")
+                db = connect(self.db_file)
                 self._connections.append(db)
+            self._local.db = db
         return db
+
+    def release(self) -> None:
+        """Close this thread's connection (a worker thread that is done with the store)."""
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is not None:
+            self._local.db = None
+            with self._guard:
+                self._connections.remove(db)
+            db.close()
 
     def close(self) -> None:
         with self._guard:
             connections, self._connections = self._connections, []
+            self._closed = True
         for db in connections:
             db.close()
         self._local = threading.local()
@@ -168,6 +182,11 @@ class Store:
         return schema_version(self.db)
 
     # sizes and messages -------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Move the write-ahead log into the database file, so that sizes on disk are what they
+        will stay (a reader holding an old snapshot can leave part of it for later)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def file_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 

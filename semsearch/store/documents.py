@@ -6,6 +6,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -35,6 +36,30 @@ class DocumentLike(Protocol):
 
     @property
     def content_hash(self) -> str: ...
+
+
+@dataclass
+class StoredDocument:
+    """A stored document as ``semsearch list`` shows it."""
+
+    key: str
+    source: str
+    ingested_at: float
+    passages: int
+    meta: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _meta_filters(filters: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """SQL conditions (with their bound values) for ``field == value`` on document metadata;
+    dots reach nested fields."""
+    clauses, params = [], []
+    for name, value in filters:
+        clauses.append("CAST(json_extract(d.meta, ?) AS TEXT) = ?")
+        params += ["$." + ".".join(f'"{part}"' for part in name.split(".")), value]
+    return clauses, params
 
 
 def _passage(row: Any) -> Passage:
@@ -123,6 +148,22 @@ class Documents:
     def present(self, keys: set[str]) -> set[str]:
         return set(self.hashes(sorted(keys)))
 
+    def listing(self, filters: Sequence[tuple[str, str]] = (), limit: int | None = None) -> list[StoredDocument]:
+        """Stored documents in the order they were ingested, with their passage counts; ``filters``
+        keep those whose metadata has ``field == value`` (as text) for every pair."""
+        clauses, params = _meta_filters(filters)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        try:
+            rows = self._store.db.execute(
+                "SELECT d.key, d.source, d.ingested_at, d.meta, "
+                "(SELECT count(*) FROM passages p WHERE p.document_id = d.id) AS passages "
+                f"FROM documents d {where} ORDER BY d.id LIMIT ?",
+                [*params, -1 if limit is None else limit],
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot filter on {[n for n, _ in filters]}: {exc}; use plain field names") from None
+        return [StoredDocument(key, source, ingested or 0.0, passages, json.loads(meta)) for key, source, ingested, meta, passages in rows]
+
     def count(self) -> int:
         return int(self._store.db.execute("SELECT count(*) FROM documents").fetchone()[0])
 
@@ -147,10 +188,7 @@ class Documents:
 
     def passage_ids_where(self, filters: Sequence[tuple[str, str]]) -> NDArray[np.int64]:
         """Passages whose document metadata has ``field == value`` for every filter (as text)."""
-        clauses, params = [], []
-        for name, value in filters:
-            clauses.append("CAST(json_extract(d.meta, ?) AS TEXT) = ?")
-            params += ["$." + ".".join(f'"{part}"' for part in name.split(".")), value]
+        clauses, params = _meta_filters(filters)
         try:
             rows = self._store.db.execute(
                 "SELECT p.id FROM passages p JOIN documents d ON d.id = p.document_id WHERE " + " AND ".join(clauses),

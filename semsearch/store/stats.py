@@ -45,8 +45,8 @@ class Stats:
         return PassageStats(int(count), int(top), int(tokens), int(size))
 
     def recount(self) -> None:
-        counted = self.counted()
         with self._store.writing():
+            counted = self.counted()
             self._store.db.execute(
                 "UPDATE passage_stats SET count = ?, max_id = ?, tokens = ?, token_bytes = ? WHERE id = 1",
                 [counted.passages, counted.max_id, counted.tokens, counted.token_bytes],
