@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from semsearch.core.codec import TRAIN_TOKENS, get_codec  # noqa: E402
 from semsearch.core.matrices import contribution_matrix, cosine_matrix  # noqa: E402
-from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
+from semsearch.encoder.torch_backend import SentenceTransformerEncoder  # noqa: E402
 
 CODECS = ("float16", "SQ8", "SQ4", "PQ64", "PQ48")
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import semsearch  # noqa: E402
 from semsearch.core.matrices import decompose, top_pairs  # noqa: E402
-from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
+from semsearch.encoder.torch_backend import SentenceTransformerEncoder  # noqa: E402
 
 SAMPLE = REPO / "samples" / "arc" / "arc-easy-train-1000.jsonl"
 

@@ -1,10 +1,11 @@
 """semsearch ingest vs bare `SentenceTransformer.encode`, side by side on the same texts.
 
-Both use the same loaded model, device and batch size. Bare encode returns only sentence vectors;
-semsearch ingest also takes the token vectors, ids and offsets out of the same forward pass and
-writes documents, passages, float16 token blobs (SQLite) and the FAISS index. Long texts are
-truncated to the model window here (``--long-documents truncate``) so both do the same model
-work; the split run is reported apart. Rounds alternate the two, and medians are printed.
+Three ways through the same model and batch size: bare encode (sentence vectors only), semsearch
+ingest on PyTorch, and semsearch ingest on ONNX Runtime (the default on a CPU). Ingest also takes
+the token vectors, ids and offsets out of the same forward pass and writes documents, passages,
+float16 token blobs (SQLite) and the FAISS index. Long texts are truncated to the model window
+here (``--long-documents truncate``) so all do the same model work; the split run is reported
+apart. Rounds alternate the three, and medians are printed.
 
     .venv/bin/python scripts/bench_ingest.py [--reuters 3000] [--scifact 300] [--rounds 3]
 
@@ -29,7 +30,8 @@ sys.path.insert(0, str(REPO))
 
 import semsearch  # noqa: E402
 from semsearch.documents import Document  # noqa: E402
-from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
+from semsearch.encoder import load_encoder  # noqa: E402
+from semsearch.encoder.torch_backend import SentenceTransformerEncoder  # noqa: E402
 
 
 def reuters(data: Path, n: int) -> list[str]:
@@ -63,10 +65,10 @@ def time_bare(enc: SentenceTransformerEncoder, texts: list[str], batch: int) -> 
     return time.perf_counter() - start
 
 
-def time_ours(enc: SentenceTransformerEncoder, texts: list[str], batch: int, mode: str) -> tuple[float, int]:
+def time_ours(enc: object, texts: list[str], batch: int, mode: str) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         docs = [Document(key=str(i), text=t, source=f"bench:{i}") for i, t in enumerate(texts)]
-        with semsearch.open(tmp, create=True, encoder=enc, batch_size=batch, long_documents=mode) as session:
+        with semsearch.open(tmp, create=True, encoder=enc, batch_size=batch, long_documents=mode) as session:  # type: ignore[arg-type]
             start = time.perf_counter()
             report = session.ingest(docs)
             return time.perf_counter() - start, report.passages
@@ -82,24 +84,29 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     enc = SentenceTransformerEncoder("all-MiniLM-L6-v2", args.device)
+    onnx = load_encoder("all-MiniLM-L6-v2", "cpu", "onnx", purpose="ingest") if enc.device == "cpu" else None
     import torch
 
     print(f"machine: {platform.machine()}, device {enc.device}, torch threads {torch.get_num_threads()}, "
           f"batch {args.batch_size}, median of {args.rounds} alternating rounds")
-    print("| texts | n | bare encode texts/s | semsearch ingest texts/s | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| texts | n | bare encode texts/s | ingest, PyTorch texts/s | ratio | ingest, ONNX Runtime texts/s | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, texts in (("Reuters paragraphs", reuters(args.data, args.reuters)), ("SciFact abstracts", scifact(args.data, args.scifact))):
         enc.encode(texts[:64])  # warm-up
-        bare, ours = [], []
+        bare, ours, fast = [], [], []
         for _ in range(args.rounds):
             bare.append(time_bare(enc, texts, args.batch_size))
             ours.append(time_ours(enc, texts, args.batch_size, "truncate")[0])
+            if onnx is not None:
+                fast.append(time_ours(onnx, texts, args.batch_size, "truncate")[0])
         b, o = statistics.median(bare), statistics.median(ours)
-        print(f"| {name} | {len(texts):,} | {len(texts) / b:,.1f} | {len(texts) / o:,.1f} | {b / o:.2f} |", flush=True)
+        f = statistics.median(fast) if fast else float("nan")
+        n = len(texts)
+        print(f"| {name} | {n:,} | {n / b:,.1f} | {n / o:,.1f} | {b / o:.2f} | {n / f:,.1f} | {b / f:.2f} |", flush=True)
         if name.startswith("SciFact"):
-            seconds, passages = time_ours(enc, texts, args.batch_size, "split")
-            print(f"\nSciFact with splitting (no truncation): {passages:,} passages from {len(texts):,} abstracts, "
-                  f"{passages / seconds:,.1f} passages/s, {len(texts) / seconds:,.1f} abstracts/s")
+            seconds, passages = time_ours(onnx or enc, texts, args.batch_size, "split")
+            print(f"\nSciFact with splitting (no truncation, {'ONNX Runtime' if onnx else 'PyTorch'}): {passages:,} passages "
+                  f"from {n:,} abstracts, {passages / seconds:,.1f} passages/s, {n / seconds:,.1f} abstracts/s")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from semsearch.core.matrices import decompose, token_side  # noqa: E402
-from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
+from semsearch.encoder.torch_backend import SentenceTransformerEncoder  # noqa: E402
 
 KS = (1, 3, 5)
 METHODS = ("contribution", "impact", "cosine", "occlusion", "random")

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import semsearch  # noqa: E402
-from semsearch.encoder import SentenceTransformerEncoder  # noqa: E402
+from semsearch.encoder.torch_backend import SentenceTransformerEncoder  # noqa: E402
 from semsearch.flows.evaluate import read_qrels, read_queries, run_queries  # noqa: E402
 from semsearch.index import INDEX_FILE, IndexOptions  # noqa: E402
 

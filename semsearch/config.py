@@ -29,6 +29,17 @@ class Settings:
         },
     )
     device: str = field(default="auto", metadata={"help": "'auto', 'cpu' or 'cuda'"})
+    backend: str = field(
+        default="auto",
+        metadata={
+            "help": "what runs the model: 'onnx' (ONNX Runtime, no torch), 'torch' (PyTorch), or 'auto': "
+            "ONNX Runtime for queries, PyTorch for ingest (faster for batches here)"
+        },
+    )
+    model_cache: str = field(
+        default="",
+        metadata={"help": "folder for derived model files (ONNX exports); empty means $XDG_CACHE_HOME/semsearch or ~/.cache/semsearch"},
+    )
     batch_size: int = field(default=32, metadata={"help": "passages per forward pass"})
     sort_window: int = field(
         default=16,
@@ -79,6 +90,7 @@ class Settings:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
+    "backend": ("auto", "onnx", "torch"),
     "long_documents": ("split", "truncate"),
 }
 POSITIVE = ("batch_size", "sort_window", "query_cache", "nprobe", "ef_search", "k_factor")

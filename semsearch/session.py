@@ -59,18 +59,18 @@ class _SerialEncoder:
     ('Already borrowed'), and two model passes on two cores only slow each other."""
 
     def __init__(self, inner: Encoder) -> None:
-        self._inner = inner
+        self.inner = inner
         self._lock = threading.Lock()
         self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
         self.pooling, self.special_tokens = inner.pooling, inner.special_tokens
 
     def encode(self, texts: list[str]) -> list[Encoded]:
         with self._lock:
-            return self._inner.encode(texts)
+            return self.inner.encode(texts)
 
     def split(self, texts: list[str], overlap: int, truncate: bool) -> list[list[Span]]:
         with self._lock:
-            return self._inner.split(texts, overlap, truncate)
+            return self.inner.split(texts, overlap, truncate)
 
 
 class Session:
@@ -82,7 +82,8 @@ class Session:
         self._create = create
         self._store: Store | None = None
         self._keeper: IndexKeeper | None = None
-        self._encoder: Encoder | None = None if encoder is None else _SerialEncoder(encoder)
+        given = None if encoder is None else _SerialEncoder(encoder)
+        self._encoders: dict[str, _SerialEncoder] = {} if given is None else {"given": given}
         self._setup = threading.RLock()  # opening the store, loading the encoder: once
         self._writing = threading.Lock()  # ingest, delete, repair, index build: one at a time
         if store_exists(self.path) or not create:
@@ -121,19 +122,31 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # the encoder ------------------------------------------------------------------------------
+    # the encoders -----------------------------------------------------------------------------
     @property
     def encoder(self) -> Encoder:
-        """The store's model (or the settings' for a new store), loaded on first use and checked
-        against what the store records."""
-        encoder = self._encoder
+        """The model for queries (ONNX Runtime unless the backend setting says torch), loaded on
+        first use and checked against what the store records."""
+        return self._load("query")
+
+    @property
+    def ingest_encoder(self) -> Encoder:
+        """The model for ingest: ONNX Runtime on a CPU, PyTorch on a GPU (the backend setting)."""
+        return self._load("ingest")
+
+    def _load(self, purpose: str) -> Encoder:
+        s = self.settings
+        backend = encoder_module.choose_backend(s.backend, s.device, purpose)
+        # one torch model serves both; ONNX Runtime gets one thread for queries, all for ingest
+        key = "given" if "given" in self._encoders else backend if backend == "torch" else f"{backend}-{purpose}"
+        encoder = self._encoders.get(key)
         if encoder is None:
             with self._setup:
-                if self._encoder is None:
+                if key not in self._encoders:
                     recorded = self._store.meta.model if self._store is not None else None
-                    name = resolve_model(self.settings, recorded)
-                    self._encoder = _SerialEncoder(encoder_module.load_encoder(name, self.settings.device))
-                encoder = self._encoder
+                    loaded = encoder_module.load_encoder(resolve_model(s, recorded), s.device, backend, s.model_cache, purpose)
+                    self._encoders[key] = _SerialEncoder(loaded)
+                encoder = self._encoders[key]
         if self._store is not None and self._store.meta.model is not None:
             self._store.meta.check_encoder(encoder, self.path)
         return encoder
@@ -224,6 +237,8 @@ class Session:
                 report = ingesting.ingest(
                     self.store, self.keeper, encoder, checked.keep(reader()), self.settings, progress, checked.documents
                 )
+                if encoder_module.choose_backend(self.settings.backend, self.settings.device, "query") == "onnx":
+                    encoder_module.prepare_query_model(encoder, self.settings.model_cache)
         report.rejected = checked.rejected
         if checked.rejected:
             report.skipped_file = str(ingesting.write_skipped(self.path, checked.rejected))

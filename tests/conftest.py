@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -13,6 +15,9 @@ import pytest
 from semsearch import encoder as encoder_module
 from semsearch.encoder import Encoded, Span, window_spans
 from semsearch.store import TokenData
+
+# The real model's ONNX export is made once per test run, here, not in the user's cache.
+os.environ.setdefault("SEMSEARCH_MODEL_CACHE", tempfile.mkdtemp(prefix="semsearch-test-models-"))
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -84,7 +89,7 @@ def fake_encoder(monkeypatch: pytest.MonkeyPatch) -> HashEncoder:
     """Every model load in the CLI returns this fake (and fails on a model other than its own)."""
     fake = HashEncoder()
 
-    def load(name: str, device: str = "auto") -> HashEncoder:
+    def load(name: str, *args: object, **kwargs: object) -> HashEncoder:
         if name not in ("all-MiniLM-L6-v2", fake.name):
             from semsearch.errors import ModelError
 

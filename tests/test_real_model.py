@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from semsearch.cli import app
 from semsearch.core.codec import Float16Codec
 from semsearch.core.matrices import contribution_matrix
-from semsearch.encoder import SentenceTransformerEncoder
+from semsearch.encoder.torch_backend import SentenceTransformerEncoder
 from tests.conftest import ARC_SAMPLE, SHARED_DATA
 
 runner = CliRunner()

