@@ -236,12 +236,13 @@ def _read_delimited(stream: BinaryIO, label: str, key: str, opts: ReadOptions, d
             if isinstance(line, Rejected):
                 pending.append(line)
                 continue
-            yield line
+            yield line + "\n"  # the line end back, so that a quoted field keeps its newlines
 
     reader = csv.reader(text_lines(), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
+        yield from pending  # a file whose only line cannot be decoded says so
         return
     except csv.Error as exc:
         raise InputError(f"{label}:1: cannot parse the header ({exc})") from None
@@ -249,6 +250,14 @@ def _read_delimited(stream: BinaryIO, label: str, key: str, opts: ReadOptions, d
         raise InputError(f"{pending[0].source}: {pending[0].message}")
     if len(set(header)) != len(header):
         raise InputError(f"{label}:1: the header repeats a column name; make the names unique")
+    missing = [name for name in opts.text_fields if name.split(".")[0] not in header]
+    if missing:
+        shown = ", ".join(repr(h[:40]) for h in header[:8])
+        raise InputError(
+            f"{label}:1: the header has no column {missing[0]!r} (columns: {shown}); "
+            "name the text column with --text-field, or check that this is a CSV/TSV file"
+        )
+    ended = current[0]
     while True:
         try:
             row: list[str] | None = next(reader)
@@ -260,9 +269,10 @@ def _read_delimited(stream: BinaryIO, label: str, key: str, opts: ReadOptions, d
             pending.append(Rejected(f"{label}:{current[0]}", f"cannot parse ({exc})"))
         yield from pending
         pending.clear()
+        start, ended = ended + 1, current[0]  # a quoted field can span lines: name the first
         if row is None:
             continue
-        where = f"{label}:{current[0]}"
+        where = f"{label}:{start}"
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(header):
@@ -271,7 +281,7 @@ def _read_delimited(stream: BinaryIO, label: str, key: str, opts: ReadOptions, d
                 f"{len(row)} fields where the header has {len(header)}; quote fields that contain the delimiter",
             )
             continue
-        yield _rejecting(where, record_to_document, dict(zip(header, row, strict=True)), where, f"{key}:{current[0]}", opts)
+        yield _rejecting(where, record_to_document, dict(zip(header, row, strict=True)), where, f"{key}:{start}", opts)
 
 
 def _read_stream(stream: BinaryIO, label: str, fmt: str, opts: ReadOptions, key: str | None = None) -> Iterator[Item]:
@@ -345,7 +355,11 @@ def read_path(path: str, opts: ReadOptions, stdin: BinaryIO | None = None) -> It
         fmt = opts.format or "txt"
         if fmt not in FORMATS:
             raise InputError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
-        yield from _read_stream(stdin or _stdin(), "<stdin>", fmt, opts)
+        for item in _read_stream(stdin or _stdin(), "<stdin>", fmt, opts):
+            if isinstance(item, Document) and item.key == item.source:
+                # no id given: the line number would make every stdin ingest replace the last one
+                item.key = f"<stdin>:{item.content_hash[:16]}"
+            yield item
         return
     p = Path(os.path.normpath(path))
     if p.is_dir():
@@ -354,8 +368,23 @@ def read_path(path: str, opts: ReadOptions, stdin: BinaryIO | None = None) -> It
     if not p.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     fmt = detect_format(p, opts.format)
+    read = rejected = 0
+    first: Rejected | None = None
     with _open_binary(p) as stream:
-        yield from _read_stream(stream, str(p), fmt, opts, file_key(p))
+        for item in _read_stream(stream, str(p), fmt, opts, file_key(p)):
+            if isinstance(item, Rejected):
+                rejected += 1
+                first = first or item
+            else:
+                read += 1
+            if rejected > 20 and not read and first is not None:
+                break
+            yield item
+    if rejected and not read and first is not None:
+        raise InputError(
+            f"{p}: none of its records could be read (the first, {first.source}: {first.message}); "
+            f"is it a {fmt} file? Fix it or pass --format"
+        )
 
 
 def _stdin() -> BinaryIO:

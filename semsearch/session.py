@@ -17,18 +17,21 @@ take the store's lock one at a time.
 
 from __future__ import annotations
 
+import errno
+import functools
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import encoder as encoder_module
 from .config import Settings, load_settings, resolve_model
 from .core.types import Encoded, Passage, Span
 from .documents import Document, ReadOptions, Rejected, read_all, read_records, spool_stdin
 from .encoder import Encoder
+from .errors import StoreError
 from .flows import evaluate as evaluating
 from .flows import explain as explaining
 from .flows import ingest as ingesting
@@ -48,7 +51,7 @@ from .results import (
     SearchResult,
     StoreInfo,
 )
-from .store import Store, StoredDocument, held_write_lock, store_exists
+from .store import DatabaseError, Store, StoredDocument, held_write_lock, store_exists
 
 Progress = Callable[[IngestProgress], None]
 Source = str | Path | Document | Mapping[str, Any]
@@ -71,6 +74,37 @@ class _SerialEncoder:
     def split(self, texts: list[str], overlap: int, truncate: bool) -> list[list[Span]]:
         with self._lock:
             return self.inner.split(texts, overlap, truncate)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _translated(method: F) -> F:
+    """SQLite's and the disk's errors as one-line ``StoreError``s that say what to do."""
+
+    @functools.wraps(method)
+    def wrapper(self: Session, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except DatabaseError as exc:
+            raise StoreError(_database_advice(self.path, exc)) from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StoreError(f"the disk holding {self.path} is full; free some space and run the same command again (what was committed is kept)") from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _database_advice(path: Path, exc: DatabaseError) -> str:
+    text = str(exc)
+    if "full" in text:
+        return f"the disk holding {path} is full ({text}); free some space and run the same command again (what was committed is kept)"
+    if "readonly" in text or "read-only" in text:
+        return f"{path} is read-only ({text}); search, explain and info work there, other commands need a writable store"
+    if "locked" in text or "busy" in text:
+        return f"{path} is busy ({text}); another process holds it: try again when it has finished"
+    return f"the database of {path} cannot be read ({text}); run 'semsearch check --store {path}', or ingest again into a new --store"
 
 
 class Session:
@@ -152,6 +186,7 @@ class Session:
         return encoder
 
     # reads ------------------------------------------------------------------------------------
+    @_translated
     def search(self, text: str, k: int = 10, where: Sequence[tuple[str, str]] = (), why: int = 0) -> SearchResult:
         """The ``k`` passages closest to ``text`` by cosine; the query's tokens are cached for
         ``explain``. ``where`` keeps documents whose metadata has every ``(field, value)``;
@@ -160,11 +195,13 @@ class Session:
         querying.check_query(text)
         return searching.search(self.store, self.keeper, self.encoder, text, k, why, self.settings.query_cache, where)
 
+    @_translated
     def like(self, passage_id: int, k: int = 10, where: Sequence[tuple[str, str]] = (), why: int = 0) -> SearchResult:
         """The neighbours of a stored passage (itself excluded), without the model; ``why`` adds
         each hit's top N word pairs with that passage."""
         return searching.like(self.store, self.keeper, passage_id, k, where, why)
 
+    @_translated
     def explain(
         self,
         passage_id: int,
@@ -183,18 +220,23 @@ class Session:
             self.store, passage_id, query_text=query, encoder=encoder, query_id=query_id, against=against, level=level
         )
 
+    @_translated
     def documents(self, where: Sequence[tuple[str, str]] = (), limit: int | None = None) -> list[StoredDocument]:
         """Stored documents (key, source, passages, when ingested, metadata), oldest first;
         ``where`` keeps those whose metadata has every ``(field, value)``."""
         return self.store.documents.listing(where, limit)
 
+    @_translated
     def passage(self, passage_id: int) -> Passage:
+        querying.check_id(passage_id)
         return self.store.documents.passage(passage_id)
 
+    @_translated
     def info(self) -> StoreInfo:
         """Model, counts, bytes per stored token, index and size (no model needed)."""
         return maintenance.describe(self.store)
 
+    @_translated
     def evaluate(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], k: int = 10, depth: int = 1000) -> EvalReport:
         """nDCG@k, MRR@k, Recall@100 and MAP over judged queries (``qrels``: query id → document
         key → relevance); needs the ``eval`` extra (ir-measures). ``semsearch.flows.evaluate.
@@ -203,6 +245,7 @@ class Session:
         return evaluating.evaluate(self.store, self.keeper, self.encoder, queries, qrels, k, depth)
 
     # writes -----------------------------------------------------------------------------------
+    @_translated
     def ingest(
         self,
         sources: Iterable[Source],
@@ -246,6 +289,7 @@ class Session:
         report.store_bytes = self.store.file_bytes()
         return report
 
+    @_translated
     def delete(self, keys: Sequence[str]) -> DeleteReport:
         """Remove documents by key, with their passages, token vectors and index entries."""
         with self._writing, held_write_lock(self.path):
@@ -253,13 +297,16 @@ class Session:
             self.store.checkpoint()
             return report
 
-    def check(self, repair: bool = False) -> CheckReport:
-        """Verify the store; ``repair`` rebuilds what is derivable and removes damaged documents."""
+    @_translated
+    def check(self, repair: bool = False, force: bool = False) -> CheckReport:
+        """Verify the store; ``repair`` restores meta from the stored data, rebuilds what is
+        derivable and removes damaged documents (more than a few only with ``force``)."""
         if not repair:
             return maintenance.check(self.store, self.keeper)
         with self._writing, held_write_lock(self.path, "repair when it has finished"):
-            return maintenance.check(self.store, self.keeper, repair=True)
+            return maintenance.check(self.store, self.keeper, repair=True, force=force)
 
+    @_translated
     def build_index(self, factory: str | None = None) -> IndexReport:
         """Rebuild the index, or switch its type (a FAISS factory string or ``auto``), from the
         stored sentence vectors; no model needed."""

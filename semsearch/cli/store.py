@@ -78,7 +78,8 @@ def index_build(
 # check and delete ----------------------------------------------------------------------------
 @reports_errors
 def check(
-    repair: Annotated[bool, typer.Option("--repair", help="rebuild the index and remove damaged documents (ingest them again)")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="restore meta from the stored data, rebuild the index and remove damaged documents (ingest them again)")] = False,
+    force: Annotated[bool, typer.Option("--force", help="with --repair: remove damaged documents even when they are many")] = False,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
@@ -88,7 +89,7 @@ def check(
     Exits 1 when problems remain.
     """
     with open_session(config, store=store) as session:
-        report = session.check(repair=repair)
+        report = session.check(repair=repair, force=force)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:

@@ -12,7 +12,7 @@ from ..core.matrices import decompose
 from ..encoder import Encoder
 from ..results import Explanation
 from ..store import Store
-from .query import encode_query
+from .query import check_id, encode_query
 
 
 def explain(
@@ -27,6 +27,9 @@ def explain(
 ) -> Explanation:
     """``encoder`` is needed only for ``query_text``, which is not cached: it never replaces the
     last search's query as the default of later explanations."""
+    check_id(passage_id)
+    if against is not None:
+        check_id(against, "--against")
     codec = store.codec()
     passage = store.documents.passage(passage_id)
     doc = store.tokens.of(passage_id, codec)

@@ -31,10 +31,14 @@ def current_factory(store: Store) -> str:
 
 
 def build_from_store(store: Store, factory: str) -> VectorIndex:
-    """A new index of every stored sentence vector (``auto`` resolved for the store's size)."""
+    """A new index of every sound stored sentence vector (``auto`` resolved for the store's size);
+    damaged ones are left out and counted, and ``check`` names them."""
     count = store.stats.kept().passages
     dim = store.meta.dim
-    return build(resolve_factory(factory, count, dim), dim, count, store.documents.iter_vectors)
+    damaged: set[int] = set()
+    index = build(resolve_factory(factory, count, dim), dim, count, lambda: store.documents.iter_vectors(on_damaged=damaged.add))
+    index.skipped = len(damaged)
+    return index
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,13 @@ class IndexKeeper:
             return self._index
 
     def replace(self, index: VectorIndex) -> None:
-        """Save ``index`` as the store's index and use it from now on."""
+        """Use ``index`` from now on, and save it as the store's index; when it cannot be written
+        (a full disk, a read-only store) searches still answer from it in memory."""
         with self._lock:
-            index.save(self.store.path)
+            try:
+                index.save(self.store.path)
+            except (OSError, RuntimeError) as exc:
+                logger.warning("could not save the index to %s (%s); using it from memory", self.store.path, exc)
             index.tune(self.options.nprobe, self.options.ef_search, self.options.k_factor)
             self._index, self._state = index, self._state_now()
 
@@ -83,24 +91,35 @@ class IndexKeeper:
         store = self.store
         count, top = store.stats.kept().fingerprint
         factory = current_factory(store)
+        dim = store.meta.dim
         if self.options.mmap:
-            mapped = VectorIndex.load(store.path, mmap=True)
-            if mapped is not None and mapped.factory == factory and mapped.ntotal == count and mapped.max_id == top:
+            mapped = VectorIndex.load(store.path, mmap=True, dim=dim)
+            if mapped is not None and mapped.factory == factory and _holds(mapped, count, top):
                 return mapped
-        index = VectorIndex.load(store.path)
+        index = VectorIndex.load(store.path, dim=dim)
         if index is not None and index.factory == factory:
-            if index.ntotal == count and index.max_id == top:
+            if _holds(index, count, top):
                 return index
             newer = store.documents.count_after(index.max_id)
-            if index.ntotal + newer == count and index.is_trained:
-                for ids, vectors in store.documents.iter_vectors(after_id=index.max_id):
+            if index.ntotal + index.skipped + newer == count and index.is_trained:
+                damaged: set[int] = set()
+                for ids, vectors in store.documents.iter_vectors(after_id=index.max_id, on_damaged=damaged.add):
                     index.add(ids, vectors)
+                index.skipped += len(damaged)
+                index.max_id = max(index.max_id, top)
                 logger.info("index caught up with %d passages from the store", newer)
                 self._save(index, save)
                 return index
         logger.info("rebuilding the index from the store's sentence vectors")
         index = build_from_store(store, factory)
         self._save(index, save)
+        return index
+
+    def rebuild(self) -> VectorIndex:
+        """Build the index anew from the store (the loaded one named passages the store does not
+        hold: a foreign or tampered file), save it and use it."""
+        index = build_from_store(self.store, recorded_factory(self.store))
+        self.replace(index)
         return index
 
     def _save(self, index: VectorIndex, save: bool) -> None:
@@ -114,3 +133,8 @@ class IndexKeeper:
                     index.save(self.store.path)
         except (OSError, RuntimeError) as exc:
             logger.warning("could not save the index to %s (%s); using it from memory", self.store.path, exc)
+
+
+def _holds(index: VectorIndex, count: int, top: int) -> bool:
+    """Whether ``index`` holds every stored passage but the damaged ones it counted."""
+    return index.ntotal + index.skipped == count and index.max_id == top

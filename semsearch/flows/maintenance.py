@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..core import codec as codecs
-from ..errors import NotFoundError
+from ..errors import ConfigError, NotFoundError
 from ..index import VectorIndex, read_info
 from ..results import CheckReport, DeleteReport, IndexReport, Problem, StoreInfo
 from ..store import SCHEMA_VERSION, Store
@@ -52,11 +52,16 @@ def _damaged_passages(store: Store, dim: int, codec: codecs.Codec) -> dict[int, 
     for pid, blob in store.checks.passage_vectors():
         if len(blob) != 4 * dim:
             damaged[pid] = f"sentence vector has {len(blob)} bytes, not {4 * dim}"
-        elif abs(float(np.linalg.norm(codecs.f32_from_bytes(blob))) - 1.0) > 1e-3:
-            damaged[pid] = "sentence vector is not unit length"
+            continue
+        norm = float(np.linalg.norm(codecs.f32_from_bytes(blob)))
+        if not np.isfinite(norm) or abs(norm - 1.0) > 1e-3:
+            damaged[pid] = "sentence vector holds NaN or infinity" if not np.isfinite(norm) else "sentence vector is not unit length"
     with_tokens = set()
     for pid, n, ids, offsets, codes in store.tokens.iter_rows():
         with_tokens.add(pid)
+        if n < 1:
+            damaged[pid] = "it has no tokens"
+            continue
         if len(ids) != 4 * n or len(offsets) != 8 * n:
             damaged[pid] = f"token ids or offsets do not hold {n} tokens"
             continue
@@ -73,13 +78,75 @@ def _damaged_passages(store: Store, dim: int, codec: codecs.Codec) -> dict[int, 
     return damaged
 
 
-def check(store: Store, keeper: IndexKeeper, repair: bool = False) -> CheckReport:
-    """Verify schema, meta, counts, blobs, unit vectors and index ↔ passages; optionally repair."""
+REPAIR_LIMIT = 0.05  # --repair removes at most this share of the documents (or one) without --force
+
+
+def _store_findings(store: Store, report: CheckReport) -> dict[str, str]:
+    """Facts about the whole store: SQLite's own page check, and meta against what is stored.
+    Returns the meta values a repair would restore (found from the stored data itself)."""
+    damage = store.quick_check()
+    if damage:
+        report.problems.append(Problem(
+            f"the database file is damaged ({'; '.join(damage[:3])})",
+            "no repair can restore lost pages: copy out what is readable with sqlite3's .recover, or ingest again into a new --store",
+        ))
+        return {}
+    restore: dict[str, str] = {}
+    meta = store.meta
+    lengths = store.checks.vector_lengths()
+    if lengths:
+        common, share = max(lengths.items(), key=lambda kv: kv[1])
+        if common != 4 * meta.dim and share == sum(lengths.values()) and common % 4 == 0:
+            report.problems.append(Problem(
+                f"meta says the vectors have {meta.dim} dimensions, but every stored vector has {common // 4}",
+                f"check --repair sets meta dim back to {common // 4}",
+            ))
+            restore["dim"] = str(common // 4)
+    try:
+        codec = store.codec()
+        trained = not codec.needs_training or not store.documents.count()
+    except Exception as exc:  # a damaged codec blob can fail in many ways
+        report.problems.append(Problem(f"the trained token codec cannot be read ({exc})", "ingest again into a new --store"))
+        return restore
+    if not trained:
+        sizes = store.checks.token_blob_sizes_match(2 * int(restore.get("dim", meta.dim)))
+        if sizes:
+            report.problems.append(Problem(
+                f"meta says tokens are coded {meta.token_codec!r}, which has no trained state, but they are float16",
+                "check --repair sets meta token_codec back to float16",
+            ))
+            restore["token_codec"] = "float16"
+        else:
+            report.problems.append(Problem(
+                f"the trained state of token codec {meta.token_codec!r} is missing: token vectors cannot be decoded",
+                "explain needs them: ingest again into a new --store (search still works)",
+            ))
+    return restore
+
+
+def check(store: Store, keeper: IndexKeeper, repair: bool = False, force: bool = False, rounds: int = 2) -> CheckReport:
+    """Verify the store, then (with ``repair``) fix what is derivable.
+
+    Store-level facts come first (SQLite's page check, meta against the stored vectors and blobs,
+    the kept counts): a store whose meta was changed is repaired by restoring meta, never by
+    deleting documents. Then every passage: vector length, NaN, unit length, tokens that decode.
+    A repair removes damaged documents only while they are few (``REPAIR_LIMIT``) unless ``force``;
+    it runs at most ``rounds`` times (restoring meta can reveal damaged passages), then checks again.
+    """
     report = CheckReport(counts(store))
     if store.schema_version() != SCHEMA_VERSION:
         report.problems.append(Problem(f"schema version {store.schema_version()}, expected {SCHEMA_VERSION}", "upgrade semsearch"))
     if store.meta.missing:
         report.problems.append(Problem(f"meta lacks {', '.join(store.meta.missing)}", "ingest into it again, or start a new store"))
+        return report
+    restore = _store_findings(store, report)
+    if report.problems and not restore:
+        return report  # the store as a whole is wrong: passage checks would only repeat it
+    if restore:
+        if repair:
+            store.set_meta(restore)
+            report.repaired.append(f"restored meta {', '.join(f'{k} = {v}' for k, v in restore.items())} from the stored data")
+            return _after_repair(store, keeper, report, force, rounds - 1)
         return report
     damaged = _damaged_passages(store, store.meta.dim, store.codec())
     orphans = store.checks.orphan_token_rows()
@@ -93,10 +160,20 @@ def check(store: Store, keeper: IndexKeeper, repair: bool = False) -> CheckRepor
         report.problems.append(Problem(f"document {key!r} has no passages", "check --repair removes it; ingest it again"))
     if orphans:
         report.problems.append(Problem(f"{orphans} token rows belong to no passage", "check --repair deletes them"))
-    stats_ok = store.stats.kept() == store.stats.counted()
-    if not stats_ok:
+    stats_ok = store.stats.present() and store.stats.kept() == store.stats.counted()
+    if not store.stats.present():
+        report.problems.append(Problem("the row of passage and token counts is missing", "check --repair counts them again"))
+    elif not stats_ok:
         report.problems.append(Problem("the passage and token counts kept for searches and info are wrong", "check --repair recounts"))
-    index_ok = _check_index(store, report)
+    index_ok = _check_index(store, report, set(damaged))
+    limit = max(1, int(REPAIR_LIMIT * report.counts["documents"]))
+    if repair and len(damaged_docs) > limit and not force:
+        report.problems.append(Problem(
+            f"{len(damaged_docs):,} of {report.counts['documents']:,} documents look damaged, more than a repair removes on its own "
+            "(nothing was removed)",
+            "read the problems above: damage this wide usually has one cause; check --repair --force removes them all",
+        ))
+        return report
     if repair and (report.problems or not index_ok):
         with store.writing():
             if damaged_docs:
@@ -112,17 +189,36 @@ def check(store: Store, keeper: IndexKeeper, repair: bool = False) -> CheckRepor
         if damaged_docs or not index_ok:
             keeper.replace(build_from_store(store, recorded_factory(store)))
             report.repaired.append("rebuilt the index from the stored sentence vectors")
-        repaired = report.repaired
-        report = check(store, keeper)  # what is left after the repair
-        report.repaired = repaired
+        return _after_repair(store, keeper, report, force, rounds - 1)
     return report
 
 
-def _check_index(store: Store, report: CheckReport) -> bool:
-    """Whether the index file holds exactly the stored passages. One that is missing, unreadable,
-    of an older type or behind is a note, not a problem: opening the store rebuilds or catches it
-    up from the stored vectors, without the model."""
-    index = VectorIndex.load(store.path)
+def _after_repair(store: Store, keeper: IndexKeeper, report: CheckReport, force: bool, rounds: int) -> CheckReport:
+    """Check again after a repair, repairing once more while rounds are left (meta restored, the
+    passages come next)."""
+    again = check(store, keeper, repair=rounds > 0, force=force, rounds=rounds)
+    again.repaired = report.repaired + again.repaired
+    return again
+
+
+def _prove(store: Store, index: VectorIndex, factory: str) -> None:
+    """A new index must find a stored passage by its own vector before it is recorded."""
+    ids, vectors = next(store.documents.iter_vectors(batch=1), (None, None))
+    if ids is None or vectors is None:
+        return
+    try:
+        _, found = index.search(vectors, 1)
+    except RuntimeError as exc:
+        raise ConfigError(f"FAISS index {factory!r} fails a test search ({exc}); nothing was changed; choose another --factory") from None
+    if int(found[0][0]) < 0:
+        raise ConfigError(f"FAISS index {factory!r} finds nothing in a test search; nothing was changed; choose another --factory")
+
+
+def _check_index(store: Store, report: CheckReport, damaged: set[int]) -> bool:
+    """Whether the index file holds exactly the stored passages (the damaged ones left out), with
+    their vectors. One that is missing, unreadable, of an older type or behind is a note, not a
+    problem: opening the store rebuilds or catches it up from the stored vectors, without the model."""
+    index = VectorIndex.load(store.path, dim=store.meta.dim)
     count, top = store.stats.kept().fingerprint
     heals = "the next search or ingest rebuilds it from the stored vectors (no model needed), or check --repair now"
     if index is None:
@@ -131,13 +227,33 @@ def _check_index(store: Store, report: CheckReport) -> bool:
     if index.factory != current_factory(store):
         report.notes.append(f"index.faiss is {index.factory}, the store now wants {current_factory(store)}; {heals}")
         return False
-    if (index.ntotal, index.max_id) != (count, top):
+    if (index.ntotal + index.skipped, index.max_id) != (count, top):
         report.notes.append(f"index.faiss holds {index.ntotal:,} of {count:,} passages; {heals.replace('rebuilds', 'catches up or rebuilds')}")
         return False
-    if not np.array_equal(index.ids(), store.documents.all_passage_ids()):
+    stored = store.documents.all_passage_ids()
+    if not np.array_equal(index.ids(), stored[~np.isin(stored, list(damaged))]):
         report.problems.append(Problem("the index holds other passages than the store", "check --repair rebuilds the index"))
         return False
+    missed, sampled = _sample_vectors(store, index, damaged)
+    if missed > 0.2 * max(sampled, 1):
+        report.problems.append(Problem(
+            f"the index's vectors differ from the stored ones ({missed} of {sampled} sampled passages are not found by their own vector)",
+            "check --repair rebuilds the index",
+        ))
+        return False
     return True
+
+
+def _sample_vectors(store: Store, index: VectorIndex, damaged: set[int], sample: int = 200) -> tuple[int, int]:
+    """How many of up to ``sample`` stored passages the index does not find by their own vector."""
+    stored = [int(i) for i in store.documents.all_passage_ids() if int(i) not in damaged]
+    if not stored:
+        return 0, 0
+    chosen = stored[:: max(1, len(stored) // sample)][:sample]
+    ids, vectors = store.documents.vectors_for(chosen)
+    _, found = index.search(vectors, 10)
+    missed = sum(1 for pid, row in zip(ids.tolist(), found.tolist()) if pid not in row)
+    return missed, len(ids)
 
 
 def delete(store: Store, keeper: IndexKeeper, keys: Sequence[str]) -> DeleteReport:
@@ -167,6 +283,7 @@ def build_index(store: Store, keeper: IndexKeeper, factory: str | None = None) -
     chosen = factory or recorded_factory(store)
     started = time.perf_counter()
     index = build_from_store(store, chosen)
+    _prove(store, index, chosen)
     keeper.replace(index)
     store.set_meta({"index_factory": chosen})
     return IndexReport(chosen, index.factory, index.ntotal, time.perf_counter() - started)

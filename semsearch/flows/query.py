@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 
 from ..core.types import TokenData
 from ..encoder import Encoder
-from ..errors import QueryError
+from ..errors import NotFoundError, QueryError
 
 
 def check_k(k: int) -> None:
@@ -25,3 +25,12 @@ def encode_query(encoder: Encoder, text: str) -> tuple[NDArray[np.float32], Toke
     check_query(text)
     encoded = encoder.encode([text])[0]
     return encoded.vector, encoded.tokens
+
+
+MAX_ID = (1 << 63) - 1
+
+
+def check_id(passage_id: int, what: str = "passage id") -> None:
+    """Ids are positive 64-bit integers: anything else names no passage."""
+    if not 0 < passage_id <= MAX_ID:
+        raise NotFoundError(f"{what} {passage_id} names no passage; take an id from 'semsearch search'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,8 +14,9 @@ from ..encoder import Encoder
 from ..results import Hit, SearchResult
 from ..store import Store
 from .indexing import IndexKeeper
-from .query import check_k, encode_query
+from .query import check_id, check_k, encode_query
 
+logger = logging.getLogger(__name__)
 BRUTE_FORCE_LIMIT = 20_000  # filtered searches over fewer passages are scored exactly from SQLite
 
 
@@ -23,6 +25,7 @@ def ranked(
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Top-k (scores, ids); with ``where``, only passages whose metadata match (still k if k match)."""
     index = keeper.current()
+    k = max(1, min(k, index.ntotal))  # a huge -k asks for no more than there is
     if not where:
         scores, ids = index.search(vector, k)
         return scores[0], ids[0]
@@ -49,6 +52,22 @@ def hits(store: Store, scores: NDArray[np.float32], ids: NDArray[np.int64], k: i
     return found
 
 
+def _found(
+    store: Store, keeper: IndexKeeper, vector: NDArray[np.float32], k: int, where: Sequence[tuple[str, str]], exclude: int | None = None
+) -> list[Hit]:
+    """The hits; when the index names only passages the store does not hold (a foreign or tampered
+    index file whose counts look right), it is rebuilt from the store and asked again."""
+    wanted = k + (exclude is not None)
+    scores, ids = ranked(store, keeper, vector, wanted, where)
+    found = hits(store, scores, ids, k, exclude)
+    if not found and any(i >= 0 and i != exclude for i in ids.tolist()):
+        logger.warning("the index of %s names passages the store does not hold; rebuilding it", store.path)
+        keeper.rebuild()
+        scores, ids = ranked(store, keeper, vector, wanted, where)
+        found = hits(store, scores, ids, k, exclude)
+    return found
+
+
 def search(
     store: Store,
     keeper: IndexKeeper,
@@ -65,9 +84,8 @@ def search(
     """
     check_k(k)
     vector, tokens = encode_query(encoder, text)
-    scores, ids = ranked(store, keeper, vector, k, where)
-    found = hits(store, scores, ids, k)
-    query_id = store.queries.save(vector, tokens, cache)
+    found = _found(store, keeper, vector, k, where)
+    query_id = None if store.read_only else store.queries.save(vector, tokens, cache)  # read-only: nothing cached
     if why:
         add_reasons(store, tokens, found, why)
     return SearchResult(text, query_id, found)
@@ -85,9 +103,9 @@ def like(
 ) -> SearchResult:
     """Nearest neighbours of a stored passage (itself excluded), without the model."""
     check_k(k)
+    check_id(passage_id)
     vector = store.documents.vector(passage_id)
-    scores, ids = ranked(store, keeper, vector, k + 1, where)
-    found = hits(store, scores, ids, k, exclude=passage_id)
+    found = _found(store, keeper, vector, k, where, exclude=passage_id)
     if why:
         add_reasons(store, store.tokens.of(passage_id, store.codec()), found, why)
     return SearchResult(f"like:{passage_id}", None, found)

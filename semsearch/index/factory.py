@@ -73,7 +73,11 @@ def build(factory: str, dim: int, count: int, batches: Batches) -> VectorIndex:
 
 
 def check_size(factory: str, count: int) -> None:
-    """Refuse, before any work, an IVF index with more lists than there are vectors to train them."""
+    """Refuse, before any work, what FAISS would fail on or abort the process for: an HNSW graph
+    with fewer than 2 links, or an IVF index with no lists or more lists than vectors to train."""
+    links = re.search(r"HNSW(\d+)", factory)
+    if links is not None and not 2 <= int(links.group(1)) <= 512:
+        raise ConfigError(f"{factory!r} asks for {links.group(1)} links per HNSW node; give 2 to 512, e.g. HNSW32")
     lists = re.search(r"IVF(\d+)", factory)
     if lists is None:
         return

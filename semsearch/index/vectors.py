@@ -39,15 +39,23 @@ class IndexInfo:
     ntotal: int
     max_id: int
     dim: int
+    skipped: int = 0  # stored passages left out because their vector is damaged
 
 
 def read_info(directory: Path) -> IndexInfo | None:
-    """The sidecar description of the saved index, without loading FAISS."""
+    """The sidecar description of the saved index, without loading FAISS; None when it is missing,
+    not a regular file (a FIFO would block the read) or holds values out of range."""
+    path = directory / INDEX_META
     try:
-        data = json.loads((directory / INDEX_META).read_text())
-        return IndexInfo(data["factory"], int(data["ntotal"]), int(data["max_id"]), int(data["dim"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        if not path.is_file() or path.stat().st_size > 1 << 16:
+            return None
+        data = json.loads(path.read_text())
+        info = IndexInfo(str(data["factory"]), int(data["ntotal"]), int(data["max_id"]), int(data["dim"]), int(data.get("skipped", 0)))
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, AttributeError):
         return None
+    if not (0 <= info.ntotal < 1 << 40 and 0 <= info.max_id < 1 << 62 and 0 < info.dim < 1 << 16 and 0 <= info.skipped < 1 << 40):
+        return None
+    return info
 
 
 @contextmanager
@@ -79,6 +87,7 @@ class VectorIndex:
         self.factory = factory
         self.dim = dim
         self.max_id = max_id
+        self.skipped = 0  # stored passages left out (damaged vectors); check reports them
         self.stale = False  # set when a removal is not supported: rebuild from the store
         self._tuned: tuple[int, int, int] | None = None
 
@@ -205,30 +214,33 @@ class VectorIndex:
         tmp = directory / (INDEX_FILE + ".tmp")
         faiss.write_index(self.index, str(tmp))
         os.replace(tmp, directory / INDEX_FILE)
-        meta = {"factory": self.factory, "ntotal": self.ntotal, "max_id": self.max_id, "dim": self.dim}
+        meta = {"factory": self.factory, "ntotal": self.ntotal, "max_id": self.max_id, "dim": self.dim, "skipped": self.skipped}
         tmp_meta = directory / (INDEX_META + ".tmp")
         tmp_meta.write_text(json.dumps(meta))
         os.replace(tmp_meta, directory / INDEX_META)
 
     @classmethod
-    def load(cls, directory: Path, mmap: bool = False) -> VectorIndex | None:
-        """The saved index, or None when it is missing or unreadable (it is then rebuilt).
+    def load(cls, directory: Path, mmap: bool = False, dim: int | None = None) -> VectorIndex | None:
+        """The saved index, or None when it is missing, unreadable or not of ``dim`` dimensions
+        (it is then rebuilt from the store).
 
         With ``mmap`` the file is mapped read-only instead of read into memory.
         """
         info = read_info(directory)
         path = directory / INDEX_FILE
-        if info is None or not path.is_file():
+        if info is None or not path.is_file() or (dim is not None and info.dim != dim):
             return None
         faiss = _faiss()
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
             index = faiss.read_index(str(path), flags)
-        except RuntimeError as exc:
+        except (RuntimeError, MemoryError) as exc:
             logger.warning("index %s is unreadable (%s); it will be rebuilt", path, exc)
             return None
-        if index.ntotal != info.ntotal or index.d != info.dim:
+        if index.ntotal != info.ntotal or index.d != info.dim or index.metric_type != faiss.METRIC_INNER_PRODUCT:
             logger.warning("index %s does not match %s; it will be rebuilt", path, INDEX_META)
             return None
-        return cls(index, info.factory, info.dim, info.max_id)
+        loaded = cls(index, info.factory, info.dim, info.max_id)
+        loaded.skipped = info.skipped
+        return loaded
 

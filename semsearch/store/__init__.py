@@ -11,6 +11,8 @@ and passages), ``tokens``, ``queries`` (the query cache), ``stats`` (kept counts
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,12 +30,15 @@ from .documents import Documents, StoredDocument
 from .lock import held_write_lock, write_lock
 from .meta import StoreMeta
 from .queries import CachedQuery, Queries
-from .schema import DB_NAME, FORMAT, SCHEMA_VERSION, connect, migrations, schema_version, upgrade
+from .schema import DB_NAME, FORMAT, SCHEMA_VERSION, connect, inspect, migrations, schema_version, upgrade
 from .stats import PassageStats, Stats
 from .tokens import Tokens
 
+DatabaseError = sqlite3.DatabaseError  # what SQLite raises, for front ends to turn into advice
+
 __all__ = [
     "DB_NAME",
+    "DatabaseError",
     "FORMAT",
     "SCHEMA_VERSION",
     "CachedQuery",
@@ -65,6 +70,7 @@ class Store:
         self._connections: list[sqlite_utils.Database] = []
         self._guard = threading.Lock()
         self._closed = False
+        self.read_only = False  # a store on a read-only mount: search, explain and info only
         self._write = threading.RLock()
         self._codec: codecs.Codec | None = None
         self._codec_lock = threading.Lock()
@@ -88,9 +94,18 @@ class Store:
                     "or point --store / SEMSEARCH_STORE at an existing store"
                 )
             directory.mkdir(parents=True, exist_ok=True)
+        else:
+            inspect(store.db_file)
+            store.read_only = not (os.access(store.db_file, os.W_OK) and os.access(directory, os.W_OK))
         try:
-            upgrade(store.db, store.db_file)
+            upgrade(store.db, store.db_file, store.read_only)
             store.refresh_meta()
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise StoreError(
+                f"the database of {directory} cannot be read ({exc}); copy out what is readable with sqlite3's "
+                ".recover, or ingest again into a new --store"
+            ) from None
         except BaseException:
             store.close()
             raise
@@ -104,7 +119,7 @@ class Store:
             with self._guard:
                 if self._closed:
                     raise StoreError(f"the store at {self.path} was closed; open it again")
-                db = connect(self.db_file)
+                db = connect(self.db_file, self.read_only)
                 self._connections.append(db)
             self._local.db = db
         return db
@@ -137,6 +152,8 @@ class Store:
         """A write transaction taken up front (BEGIN IMMEDIATE), one thread at a time, so a
         concurrent writer makes this one wait instead of failing when a read turns into a write.
         Nested calls join the outer transaction."""
+        if self.read_only:
+            raise StoreError(f"{self.path} is read-only; search, explain and info work there, other commands need a writable store")
         with self._write:
             conn = self.db.conn
             if conn.in_transaction:
@@ -161,6 +178,7 @@ class Store:
         with self.writing():
             meta_table.write(self.db, values)
         self.refresh_meta()
+        self._codec = None  # the codec follows the meta (dim, token_codec)
 
     def blob(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT value FROM blobs WHERE key = ?", [key]).fetchone()
@@ -181,11 +199,21 @@ class Store:
     def schema_version(self) -> int:
         return schema_version(self.db)
 
+    def quick_check(self) -> list[str]:
+        """SQLite's own page check: empty when the file is sound."""
+        try:
+            rows = self.db.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        found = [str(r[0]) for r in rows]
+        return [] if found == ["ok"] else found
+
     # sizes and messages -------------------------------------------------------------------------
     def checkpoint(self) -> None:
         """Move the write-ahead log into the database file, so that sizes on disk are what they
         will stay (a reader holding an old snapshot can leave part of it for later)."""
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if not self.read_only:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def file_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())

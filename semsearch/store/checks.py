@@ -32,3 +32,14 @@ class Checks:
         return [r[0] for r in self._store.db.execute(
             "SELECT key FROM documents WHERE id NOT IN (SELECT document_id FROM passages)"
         )]
+
+    def vector_lengths(self) -> dict[int, int]:
+        """Sentence vector byte lengths → how many passages have each."""
+        return {int(n): int(c) for n, c in self._store.db.execute("SELECT length(vector), count(*) FROM passages GROUP BY 1")}
+
+    def token_blob_sizes_match(self, bytes_per_token: int) -> bool:
+        """Whether every token blob holds exactly ``bytes_per_token`` bytes a token."""
+        row = self._store.db.execute(
+            "SELECT count(*), sum(length(codes) = n * ?) FROM tokens", [bytes_per_token]
+        ).fetchone()
+        return bool(row[0]) and row[0] == row[1]

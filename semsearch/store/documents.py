@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -198,26 +198,37 @@ class Documents:
             raise StoreError(f"cannot filter on {[n for n, _ in filters]}: {exc}; use plain field names") from None
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def iter_vectors(self, after_id: int = 0, batch: int = 10_000) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
-        """Stored sentence vectors in id order, in batches: (ids, (k, dim) matrix)."""
-        last = after_id
+    def iter_vectors(
+        self, after_id: int = 0, batch: int = 10_000, on_damaged: Callable[[int], object] | None = None
+    ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
+        """Stored sentence vectors in id order, in batches: (ids, (k, dim) matrix). A vector of the
+        wrong length, or not finite, is left out and its passage id given to ``on_damaged``."""
+        last, dim = after_id, self._store.meta.dim
         while True:
             rows = self._store.db.execute(
                 "SELECT id, vector FROM passages WHERE id > ? ORDER BY id LIMIT ?", [last, batch]
             ).fetchall()
             if not rows:
                 return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            yield ids, np.vstack([codecs.f32_from_bytes(r[1]) for r in rows])
-            last = int(ids[-1])
+            last = int(rows[-1][0])
+            sound = [(pid, blob) for pid, blob in rows if len(blob) == 4 * dim]
+            ids = np.fromiter((r[0] for r in sound), dtype=np.int64, count=len(sound))
+            vectors = np.vstack([codecs.f32_from_bytes(r[1]) for r in sound]) if sound else np.zeros((0, dim), np.float32)
+            finite = np.isfinite(vectors).all(axis=1)
+            for pid in {r[0] for r in rows} - set(ids[finite].tolist()):
+                if on_damaged is not None:
+                    on_damaged(int(pid))
+            if finite.any():
+                yield ids[finite], vectors[finite]
 
     def count_after(self, passage_id: int) -> int:
         """How many passages have an id above ``passage_id``."""
         return int(self._store.db.execute("SELECT count(*) FROM passages WHERE id > ?", [passage_id]).fetchone()[0])
 
     def vectors_for(self, ids: Ids) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """(ids found, their sentence vectors) for the given passage ids."""
-        rows = list(in_chunks(self._store.db, "SELECT id, vector FROM passages WHERE id IN ({marks})", ids))
+        """(ids found, their sentence vectors) for the given passage ids; damaged vectors are left out."""
+        dim = self._store.meta.dim
+        rows = [r for r in in_chunks(self._store.db, "SELECT id, vector FROM passages WHERE id IN ({marks})", ids) if len(r[1]) == 4 * dim]
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, self._store.meta.dim), np.float32)
         return np.array([r[0] for r in rows], dtype=np.int64), np.vstack([codecs.f32_from_bytes(r[1]) for r in rows])
@@ -226,4 +237,7 @@ class Documents:
         row = self._store.db.execute("SELECT vector FROM passages WHERE id = ?", [passage_id]).fetchone()
         if row is None:
             raise NotFoundError(self._store.unknown_passage(passage_id))
-        return codecs.f32_from_bytes(row[0])
+        vector = codecs.f32_from_bytes(row[0])
+        if len(vector) != self._store.meta.dim or not np.isfinite(vector).all():
+            raise StoreError(f"passage {passage_id}'s sentence vector is damaged; run 'semsearch check --repair'")
+        return vector

@@ -67,7 +67,8 @@ class Queries:
                     "first, or pass --query TEXT or --against ID"
                 )
         else:
-            row = db.execute(f"SELECT {COLUMNS} FROM queries WHERE id = ?", [query_id]).fetchone()
+            in_range = 0 < query_id < 1 << 63
+            row = db.execute(f"SELECT {COLUMNS} FROM queries WHERE id = ?", [query_id]).fetchone() if in_range else None
             if row is None:
                 raise NotFoundError(
                     f"no cached query with id {query_id}; only the most recent queries are kept "

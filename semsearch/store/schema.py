@@ -124,12 +124,22 @@ def m004_count_passages(db: sqlite_utils.Database) -> None:
 SCHEMA_VERSION = 4  # the number of migrations above
 
 
-def connect(db_file: Path) -> sqlite_utils.Database:
-    """A connection in WAL mode with foreign keys on, waiting up to 30 s for another writer."""
+def connect(db_file: Path, read_only: bool = False) -> sqlite_utils.Database:
+    """A connection in WAL mode with foreign keys on, waiting up to 30 s for another writer; or,
+    for a store on a read-only mount, a read-only one (the journal mode is left as it is)."""
     try:
-        conn = sqlite3.connect(str(db_file), timeout=30.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        if read_only:
+            uri = f"file:{db_file}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:  # a WAL file that cannot be opened: read it as it is on disk
+                conn.close()
+                conn = sqlite3.connect(f"file:{db_file}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(str(db_file), timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return sqlite_utils.Database(conn)
     except sqlite3.DatabaseError as exc:
@@ -138,8 +148,25 @@ def connect(db_file: Path) -> sqlite_utils.Database:
         ) from None
 
 
-def upgrade(db: sqlite_utils.Database, db_file: Path) -> bool:
-    """Refuse foreign or newer files, then apply pending migrations; True for a new store."""
+def inspect(db_file: Path) -> None:
+    """Refuse a file that is not a semsearch store, or is from a newer semsearch, before anything
+    is changed in it (not even its journal mode)."""
+    try:
+        conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=30.0)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{db_file} is not a semsearch store ({exc}); move it away or choose another --store") from None
+    try:
+        _refuse_foreign(sqlite_utils.Database(conn), db_file)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"the database of {db_file.parent} cannot be read ({exc}); copy out what is readable with sqlite3's "
+            ".recover, or ingest again into a new --store"
+        ) from None
+    finally:
+        conn.close()
+
+
+def _refuse_foreign(db: sqlite_utils.Database, db_file: Path) -> set[str]:
     try:
         tables = set(db.table_names())
     except sqlite3.DatabaseError as exc:
@@ -161,6 +188,16 @@ def upgrade(db: sqlite_utils.Database, db_file: Path) -> bool:
                 f"{db_file} has schema version {applied}, newer than this semsearch's "
                 f"{SCHEMA_VERSION}; upgrade semsearch (pip install -U semsearch)"
             )
+    return tables
+
+
+def upgrade(db: sqlite_utils.Database, db_file: Path, read_only: bool = False) -> bool:
+    """Refuse foreign or newer files, then apply pending migrations; True for a new store."""
+    tables = _refuse_foreign(db, db_file)
+    if read_only:
+        if len(migrations.applied(db)) != SCHEMA_VERSION:
+            raise StoreError(f"{db_file} is read-only and needs an upgrade to schema {SCHEMA_VERSION}; open it once where it is writable")
+        return False
     migrations.apply(db)
     if not tables:
         db.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", [FORMAT])

@@ -31,11 +31,17 @@ class Stats:
         self._store = store
 
     def kept(self) -> PassageStats:
-        """The four figures as the triggers kept them."""
+        """The four figures as the triggers kept them (counted, slower, if their row is gone:
+        ``check`` reports that and ``--repair`` puts it back)."""
         row = self._store.db.execute(
             "SELECT count, max_id, tokens, token_bytes FROM passage_stats WHERE id = 1"
         ).fetchone()
+        if row is None or any(not isinstance(v, int) for v in row):
+            return self.counted()
         return PassageStats(*(int(v) for v in row))
+
+    def present(self) -> bool:
+        return self._store.db.execute("SELECT count(*) FROM passage_stats WHERE id = 1").fetchone()[0] == 1
 
     def counted(self) -> PassageStats:
         """The same four, counted from the tables (what ``check`` compares)."""
@@ -48,6 +54,6 @@ class Stats:
         with self._store.writing():
             counted = self.counted()
             self._store.db.execute(
-                "UPDATE passage_stats SET count = ?, max_id = ?, tokens = ?, token_bytes = ? WHERE id = 1",
+                "INSERT OR REPLACE INTO passage_stats (id, count, max_id, tokens, token_bytes) VALUES (1, ?, ?, ?, ?)",
                 [counted.passages, counted.max_id, counted.tokens, counted.token_bytes],
             )

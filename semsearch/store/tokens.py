@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import codec as codecs
 from ..core.types import NewPassage, TokenData
-from ..errors import NotFoundError
+from ..errors import NotFoundError, StoreError
 
 if TYPE_CHECKING:
     from . import Store
@@ -42,6 +42,8 @@ class Tokens:
         if row is None:
             raise NotFoundError(self._store.unknown_passage(passage_id))
         n, ids, offsets, codes, vector, text = row
+        if n < 1 or len(ids) != 4 * n or len(offsets) != 8 * n or len(vector) != 4 * self._store.meta.dim:
+            raise StoreError(f"passage {passage_id}'s stored tokens are damaged; run 'semsearch check --repair'")
         return TokenData(
             text=text,
             vectors=codec.decode(codes, n, codecs.f32_from_bytes(vector)),
