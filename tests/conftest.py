@@ -16,9 +16,6 @@ from semsearch import encoder as encoder_module
 from semsearch.encoder import Encoded, Span, window_spans
 from semsearch.store import TokenData
 
-# The real model's ONNX export is made once per test run, here, not in the user's cache.
-os.environ.setdefault("SEMSEARCH_MODEL_CACHE", tempfile.mkdtemp(prefix="semsearch-test-models-"))
-
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 ARC_SAMPLE = REPO / "samples" / "arc" / "arc-easy-train-1000.jsonl"
@@ -127,3 +124,35 @@ def corpus(tmp_path: Path) -> Path:
     path = tmp_path / "corpus.jsonl"
     path.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def arc_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed ARC sample ingested once with the real model (tests may search it, not change it)."""
+    from typer.testing import CliRunner
+
+    from semsearch.cli import app
+
+    store = tmp_path_factory.mktemp("arc") / "store"
+    result = CliRunner().invoke(app, ["ingest", str(ARC_SAMPLE), "--text-field", "question.stem", "--store", str(store), "-q"])
+    assert result.exit_code == 0, result.output
+    return store
+
+
+_MADE_CACHE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The real model's ONNX export is made once per test run, in a folder of its own (not the
+    user's cache); subprocesses of the tests inherit it, and it is removed at the end."""
+    if not os.environ.get("SEMSEARCH_MODEL_CACHE"):
+        _MADE_CACHE.append(tempfile.mkdtemp(prefix="semsearch-test-models-"))
+        os.environ["SEMSEARCH_MODEL_CACHE"] = _MADE_CACHE[0]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    for folder in _MADE_CACHE:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("SEMSEARCH_MODEL_CACHE", None)

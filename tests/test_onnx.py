@@ -22,7 +22,7 @@ from semsearch.encoder.export import parity
 from semsearch.encoder.files import model_path, onnx_spec
 from semsearch.encoder.onnx_backend import OnnxEncoder
 from semsearch.encoder.torch_backend import SentenceTransformerEncoder
-from tests.conftest import ARC_SAMPLE, REPO, SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA
 
 runner = CliRunner()
 QUERY = "Which factor will most likely cause a person to develop a fever?"
@@ -54,14 +54,6 @@ def onnx_encoder() -> OnnxEncoder:
     encoder = load_encoder("all-MiniLM-L6-v2", "cpu", "onnx", os.environ["SEMSEARCH_MODEL_CACHE"], purpose="ingest")
     assert isinstance(encoder, OnnxEncoder)
     return encoder
-
-
-@pytest.fixture(scope="module")
-def arc_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = tmp_path_factory.mktemp("arc-onnx") / "store"
-    result = runner.invoke(app, ["ingest", str(ARC_SAMPLE), "--text-field", "question.stem", "--store", str(store), "-q"])
-    assert result.exit_code == 0, result.output
-    return store
 
 
 def test_onnx_vectors_equal_pytorchs_on_stsb(torch_encoder: SentenceTransformerEncoder, onnx_encoder: OnnxEncoder) -> None:

@@ -28,14 +28,6 @@ def real_encoder() -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder("all-MiniLM-L6-v2", "cpu")
 
 
-@pytest.fixture(scope="session")
-def arc_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = tmp_path_factory.mktemp("arc") / "store"
-    result = runner.invoke(app, ["ingest", str(ARC_SAMPLE), "--text-field", "question.stem", "--store", str(store), "-q"])
-    assert result.exit_code == 0, result.output
-    return store
-
-
 def stsb_pairs(limit: int) -> list[tuple[str, str]]:
     path = SHARED_DATA / "stsb" / "sts-test.csv"
     assert path.is_file(), f"{path} is missing: the real-model checks need ../shared/data"

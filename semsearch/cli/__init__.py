@@ -176,7 +176,7 @@ def search(
     like: Annotated[int | None, typer.Option("--like", help="find the neighbours of this stored passage id instead (no model needed)", show_default=False)] = None,
     queries: Annotated[Path | None, typer.Option("--queries", help="a file of queries, one per line ('-' for stdin), answered with one model load", show_default=False)] = None,
     why: Annotated[int, typer.Option("--why", help="add each hit's top N matched word pairs with their share of the score; --why alone means 3", show_default=False)] = 0,
-    where: Annotated[list[str] | None, typer.Option("--where", help="keep hits whose document metadata has FIELD=VALUE; repeat to require several", show_default=False)] = None,
+    where: Annotated[list[str] | None, typer.Option("--where", metavar="FIELD=VALUE", help="keep hits whose document metadata has FIELD=VALUE; repeat to require several", show_default=False)] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,

@@ -120,7 +120,7 @@ def delete(
 
 @reports_errors
 def list_command(
-    where: Annotated[list[str] | None, typer.Option("--where", help="keep documents whose metadata has FIELD=VALUE; repeat to require several", show_default=False)] = None,
+    where: Annotated[list[str] | None, typer.Option("--where", metavar="FIELD=VALUE", help="keep documents whose metadata has FIELD=VALUE; repeat to require several", show_default=False)] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="at most this many documents", show_default=False)] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,

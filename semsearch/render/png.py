@@ -139,7 +139,9 @@ def _shaded_text(ax: Any, lines: list[list[tuple[int, str, float | None]]], colu
     ax.text(0, -0.9, "passage, shaded by contribution (red adds to the score, blue takes away)", fontsize=9, va="center")
     for y, line in enumerate(lines):
         for x, text, share in line:
-            box = None
+            box, ink = None, "black"
             if share is not None:
-                box = {"facecolor": cmap(0.5 + 0.5 * share / scale), "edgecolor": "none", "pad": 1.0}
-            ax.text(x, y + 0.3, text, family="monospace", fontsize=TEXT_FONT, va="center", bbox=box)
+                face = cmap(0.5 + 0.5 * share / scale)
+                box = {"facecolor": face, "edgecolor": "none", "pad": 1.0}
+                ink = "white" if 0.299 * face[0] + 0.587 * face[1] + 0.114 * face[2] < 0.5 else "black"  # readable on dark cells
+            ax.text(x, y + 0.3, text, family="monospace", fontsize=TEXT_FONT, va="center", bbox=box, color=ink)
