@@ -277,3 +277,47 @@ def test_a_fifo_named_index_json_does_not_hang(store: Path) -> None:
     worker.join(timeout=60)
     assert done == [0, 0]
     shutil.rmtree(store)
+
+
+def test_a_document_of_many_passages_is_stored_whole_in_bounded_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import semsearch
+    from semsearch.documents import Document
+    from semsearch.flows import ingest as ingesting
+    from semsearch.store.documents import Documents
+    from tests.conftest import HashEncoder
+
+    ATTACKS.append("a document far longer than a chunk (one line)")
+    monkeypatch.setattr(ingesting, "SEGMENT", 5_000)  # a 60 kB line is "huge" at toy size
+    text = " ".join(f"word{i} about the long river" for i in range(2_500))
+    parts: list[int] = []
+    real = Documents.write_part
+
+    def counting(self: Documents, *args: object) -> int:
+        parts.append(len(args[1]))  # type: ignore[arg-type]
+        return real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Documents, "write_part", counting)
+    with semsearch.open(tmp_path / "s", create=True, encoder=HashEncoder(), batch_size=4, sort_window=2) as s:
+        report = s.ingest([Document("long", text), Document("short", "a short one")])
+        listed = {d.key: d.passages for d in s.documents()}
+        assert report.documents == 2 and listed["short"] == 1
+        assert len(parts) > 10 and max(parts) <= 4 * 4 and sum(parts) == listed["long"]  # parts of four batches
+        ordinals = [s.passage(pid).ordinal for pid in range(1, listed["long"] + 1)]
+        assert ordinals == list(range(listed["long"]))
+        first, last = s.passage(1), s.passage(listed["long"])
+        assert first.char_start == 0 and last.char_end == len(text)
+        assert s.check().ok
+
+    class Failing(HashEncoder):
+        def encode(self, texts: list[str]) -> list:  # type: ignore[override]
+            if self.calls == 20:
+                raise RuntimeError("model failed (simulated)")
+            return super().encode(texts)
+
+    changed = text.replace("river", "sea")
+    with semsearch.open(tmp_path / "s", encoder=Failing(), batch_size=4, sort_window=2) as s:
+        with pytest.raises(RuntimeError, match="model failed"):
+            s.ingest([Document("long", changed)])
+        kept = s.passage(1).text  # the old document stands whole: the part-written one rolled back
+        assert "river" in kept and "sea" not in kept
+        assert s.check().ok and {d.key for d in s.documents()} == {"long", "short"}

@@ -111,9 +111,39 @@ def _chunks(documents: Iterable[Document], encoder: Encoder, settings: Settings)
         yield list(zip(pending, _split(pending, encoder, settings)))
 
 
+SEGMENT = 100_000  # characters tokenised at once: a 50 MB one-line document is cut into segments
+
+
 def _split(docs: list[Document], encoder: Encoder, settings: Settings) -> list[list[Span]]:
+    """Each document's passages. Texts up to ``SEGMENT`` characters are tokenised together; a
+    longer one segment by segment (cut at white space), so that tokenising it takes bounded
+    memory; no passage crosses a segment's end."""
     truncate = settings.long_documents == "truncate"
-    return encoder.split([d.text for d in docs], settings.overlap_tokens, truncate)
+    short = [i for i, d in enumerate(docs) if len(d.text) <= SEGMENT]
+    result: list[list[Span]] = [[] for _ in docs]
+    for i, spans in zip(short, encoder.split([docs[i].text for i in short], settings.overlap_tokens, truncate)):
+        result[i] = spans
+    for i, doc in enumerate(docs):
+        if len(doc.text) <= SEGMENT:
+            continue
+        for start, end in _segments(doc.text):
+            (spans,) = encoder.split([doc.text[start:end]], settings.overlap_tokens, truncate)
+            result[i] += [Span(s.start + start, s.end + start, s.n_tokens) for s in spans]
+            if truncate:
+                break
+    return result
+
+
+def _segments(text: str) -> Iterator[tuple[int, int]]:
+    """[start, end) pieces of about ``SEGMENT`` characters that end at white space when they can."""
+    start = 0
+    while start < len(text):
+        end = min(start + SEGMENT, len(text))
+        if end < len(text):
+            cut = max(text.rfind(" ", start + SEGMENT // 2, end), text.rfind("\n", start + SEGMENT // 2, end))
+            end = cut + 1 if cut > start else end
+        yield start, end
+        start = end
 
 
 def ingest(
@@ -141,10 +171,20 @@ def ingest(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="semsearch-writer") as writer:
         try:
             pending: Future[int] | None = None
+            limit = settings.batch_size * settings.sort_window
             for chunk in _chunks(documents, encoder, settings):
                 stored = store.documents.hashes([doc.key for doc, _ in chunk])
                 todo = [(doc, spans) for doc, spans in chunk if stored.get(doc.key) != doc.content_hash]
                 report.unchanged += len(chunk) - len(todo)
+                for doc, spans in [(d, s) for d, s in todo if len(s) > limit]:
+                    if pending is not None:
+                        report.passages += pending.result()
+                        pending = None
+                    report.passages += _stream(store, encoder, writer, codec, doc, spans, settings, tell)
+                    report.documents += 1
+                    report.replaced += doc.key in stored
+                    report.tokens += sum(span.n_tokens for span in spans)
+                todo = [(d, s) for d, s in todo if len(s) <= limit]
                 docs, tokens = _encode(encoder, todo, settings.batch_size, functools.partial(tell.within, len(chunk)))
                 if docs and codec.needs_training:
                     train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
@@ -193,6 +233,42 @@ class _Teller:
         self.documents += documents
         self.encoded += passages
         self(0, 0)
+
+
+STREAM_BATCHES = 4  # batches in a part of a long document: a part of 256-token passages holds ~50 MB
+
+
+def _stream(
+    store: Store, encoder: Encoder, writer: ThreadPoolExecutor, codec: codecs.Codec, doc: Document, spans: list[Span],
+    settings: Settings, tell: _Teller,
+) -> int:
+    """Encode and store one document with more passages than a chunk holds, part by part, in one
+    transaction on the writer thread: memory stays bounded by a part, and readers still never see
+    half a document. Returns its passages."""
+    limit = settings.batch_size * STREAM_BATCHES
+    writer.submit(store.begin).result()
+    committed = False
+    try:
+        doc_id: int | None = None
+        part: Future[int] | None = None
+        for start in range(0, len(spans), limit):
+            ((_, passages),), _ = _encode(encoder, [(doc, spans[start : start + limit])], settings.batch_size, lambda done, of: None)
+            for passage in passages:
+                passage.ordinal += start
+            if part is not None:
+                doc_id = part.result()  # the part before is stored (at most one waits): its document id
+            part = writer.submit(store.documents.write_part, doc, passages, codec, doc_id)
+            tell(0, start + len(passages))
+            del passages
+            _release_freed_memory()
+        if part is not None:
+            part.result()
+        writer.submit(store.end, True).result()
+        committed = True
+    finally:
+        if not committed:
+            writer.submit(store.end, False).result()
+    return len(spans)
 
 
 Chunk = list[tuple[Document, list[NewPassage]]]

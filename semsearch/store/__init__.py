@@ -168,6 +168,25 @@ class Store:
                 raise
             conn.execute("COMMIT")
 
+    def begin(self) -> None:
+        """Open a write transaction that spans several calls on this thread (one long document
+        written part by part); ``end`` commits or rolls it back. Holds the write lock until then."""
+        if self.read_only:
+            raise StoreError(f"{self.path} is read-only; search, explain and info work there, other commands need a writable store")
+        self._write.acquire()
+        try:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._write.release()
+            raise
+
+    def end(self, commit: bool) -> None:
+        try:
+            if self.db.conn.in_transaction:
+                self.db.conn.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            self._write.release()
+
     # meta and blobs --------------------------------------------------------------------------
     def refresh_meta(self) -> StoreMeta:
         """Read ``meta`` again (another process may have switched the index type)."""

@@ -120,6 +120,37 @@ class Documents:
             db.table("tokens").insert_all(token_rows)
         return new_ids, replaced
 
+    def write_part(self, doc: DocumentLike, passages: Sequence[NewPassage], codec: codecs.Codec, doc_id: int | None) -> int:
+        """Write part of one long document inside a transaction opened with ``Store.begin``: the
+        first part (``doc_id`` None) replaces a stored document with the same key and adds the
+        document row. Returns the document's id."""
+        db = self._store.db
+        assert db.conn.in_transaction, "write_part runs inside Store.begin() … Store.end()"
+        if doc_id is None:
+            self.delete([doc.key])
+            doc_id = next_id(db, "documents")
+            db.table("documents").insert(
+                {
+                    "id": doc_id,
+                    "key": doc.key,
+                    "source": doc.source,
+                    "text": doc.text,
+                    "meta": json.dumps(doc.meta, ensure_ascii=False),
+                    "content_hash": doc.content_hash,
+                    "ingested_at": time.time(),
+                }
+            )
+        passage_id = next_id(db, "passages")
+        rows, tokens = [], []
+        for p in passages:
+            rows.append({"id": passage_id, "document_id": doc_id, "ordinal": p.ordinal, "char_start": p.char_start,
+                         "char_end": p.char_end, "vector": codecs.f32_to_bytes(p.vector)})
+            tokens.append(self._store.tokens.row(passage_id, p, codec))
+            passage_id += 1
+        db.table("passages").insert_all(rows)
+        db.table("tokens").insert_all(tokens)
+        return doc_id
+
     def delete(self, keys: Sequence[str]) -> list[int]:
         """Remove documents with their passages and tokens; returns the removed passage ids."""
         removed: list[int] = []
