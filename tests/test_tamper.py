@@ -321,3 +321,54 @@ def test_a_document_of_many_passages_is_stored_whole_in_bounded_parts(tmp_path: 
         kept = s.passage(1).text  # the old document stands whole: the part-written one rolled back
         assert "river" in kept and "sea" not in kept
         assert s.check().ok and {d.key for d in s.documents()} == {"long", "short"}
+
+
+def _claim_huge(data: bytes, true_size: int, claimed: int) -> bytes:
+    """FAISS data whose size field (a little-endian uint64 equal to ``true_size``, in the header
+    before any vector data) now claims ``claimed``."""
+    field = true_size.to_bytes(8, "little")
+    at = data.find(field)
+    assert 0 < at < 200, "size field not found in the header"
+    return data[:at] + claimed.to_bytes(8, "little") + data[at + 8 :]
+
+
+def test_crafted_faiss_headers_fail_without_allocating(store: Path, tmp_path: Path) -> None:
+    import faiss
+
+    ATTACKS.append("index.faiss whose header claims 2 GB")
+    outer = faiss.read_index(str(store / "index.faiss"))  # kept: the inner index lives inside it
+    true_size = outer.ntotal * outer.d  # FAISS writes a flat index's vectors with their count of floats
+    crafted = _claim_huge((store / "index.faiss").read_bytes(), true_size, 2 << 30)
+    (store / "index.faiss").write_bytes(crafted)
+    probe = (
+        "import resource, sys\n"
+        "from semsearch.index.vectors import VectorIndex\n"
+        "from pathlib import Path\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"loaded = VectorIndex.load(Path({str(store.resolve())!r}))\n"
+        "grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024\n"
+        "print(loaded is None, grew)\n"
+    )
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    refused, grew_mb = out.stdout.split()
+    assert refused == "True" and int(grew_mb) < 200  # refused, and resident memory did not grow by the claim
+    assert run("search", "moon").exit_code == 0  # rebuilt from the store
+
+    ATTACKS.append("token codec blob whose header claims 2 GB")
+    import semsearch
+    from semsearch.errors import StoreError
+    from tests.conftest import HashEncoder
+
+    with semsearch.open(tmp_path / "sq", create=True, encoder=HashEncoder(dim=16), token_codec="SQ8") as s:
+        s.ingest([{"id": f"d{i}", "text": f"document {i} about things"} for i in range(30)])
+        blob = s.store.blob("token_codec")
+        assert blob is not None
+        s.store.set_blob("token_codec", _claim_huge(blob, 2 * 16, 2 << 30))  # SQ8 keeps 2 × dim trained floats
+        with pytest.raises(StoreError, match="token codec"):
+            s.explain(1, against=2)

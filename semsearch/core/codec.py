@@ -141,10 +141,20 @@ class FaissCodec:
         return bytes(self._faiss.serialize_index(self.index))
 
     @classmethod
-    def from_state(cls, name: str, dim: int, state: bytes) -> FaissCodec:
+    def from_state(cls, name: str, dim: int, state: bytes, limit: Any = None) -> FaissCodec:
+        """The trained codec from its serialised state; ``limit(size)`` bounds the memory that
+        reading it may take (a damaged or crafted state fails instead of allocating gigabytes)."""
+        import contextlib
+
         import faiss
 
-        index = faiss.deserialize_index(np.frombuffer(state, dtype=np.uint8))
+        try:
+            with limit(len(state)) if limit is not None else contextlib.nullcontext():
+                index = faiss.deserialize_index(np.frombuffer(state, dtype=np.uint8))
+        except (RuntimeError, MemoryError) as exc:
+            raise StoreError(f"the stored token codec {name!r} cannot be read ({str(exc).strip().splitlines()[-1]}); ingest again into a new --store") from None
+        if index.d != dim:
+            raise StoreError(f"the stored token codec {name!r} has {index.d} dimensions, not {dim}; ingest again into a new --store")
         return cls(name, dim, index)
 
     def bytes_per_token(self) -> float:
@@ -169,10 +179,11 @@ class FaissCodec:
         return offsets + np.float32(length) * direction.astype(np.float32)
 
 
-def get_codec(name: str, dim: int, state: bytes | None = None) -> Codec:
-    """The codec called ``name``; a trained FAISS codec is restored from ``state``."""
+def get_codec(name: str, dim: int, state: bytes | None = None, limit: Any = None) -> Codec:
+    """The codec called ``name``; a trained FAISS codec is restored from ``state`` (within the
+    memory bound ``limit`` gives, if any)."""
     if name == "float16":
         return Float16Codec(dim)
     if state is not None:
-        return FaissCodec.from_state(name, dim, state)
+        return FaissCodec.from_state(name, dim, state, limit)
     return FaissCodec(name, dim)

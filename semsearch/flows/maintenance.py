@@ -168,9 +168,10 @@ def check(store: Store, keeper: IndexKeeper, repair: bool = False, force: bool =
     index_ok = _check_index(store, report, set(damaged))
     limit = max(1, int(REPAIR_LIMIT * report.counts["documents"]))
     if repair and len(damaged_docs) > limit and not force:
+        shown = ", ".join(damaged_docs[:10]) + (", …" if len(damaged_docs) > 10 else "")
         report.problems.append(Problem(
             f"{len(damaged_docs):,} of {report.counts['documents']:,} documents look damaged, more than a repair removes on its own "
-            "(nothing was removed)",
+            f"(nothing was removed; --force would remove {shown})",
             "read the problems above: damage this wide usually has one cause; check --repair --force removes them all",
         ))
         return report

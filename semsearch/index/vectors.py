@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..core.limits import bounded_memory
 from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -233,7 +234,8 @@ class VectorIndex:
         faiss = _faiss()
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
-            index = faiss.read_index(str(path), flags)
+            with bounded_memory(path.stat().st_size):
+                index = faiss.read_index(str(path), flags)
         except (RuntimeError, MemoryError) as exc:
             logger.warning("index %s is unreadable (%s); it will be rebuilt", path, exc)
             return None

@@ -22,6 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from ..core import codec as codecs
+from ..core.limits import bounded_memory
 from ..core.types import NewPassage, Passage, TokenData
 from ..errors import StoreError
 from . import meta as meta_table
@@ -212,7 +213,7 @@ class Store:
         """The store's token codec, trained state included (read once)."""
         with self._codec_lock:
             if self._codec is None:
-                self._codec = codecs.get_codec(self.meta.token_codec, self.meta.dim, self.blob("token_codec"))
+                self._codec = codecs.get_codec(self.meta.token_codec, self.meta.dim, self.blob("token_codec"), bounded_memory)
             return self._codec
 
     def schema_version(self) -> int:
