@@ -56,7 +56,7 @@ def test_changed_meta_is_restored_from_the_stored_data_never_by_deleting(store: 
     ATTACKS.append("meta dim changed")
     sql(store, "UPDATE meta SET value = '768' WHERE key = 'dim'")
     report = json.loads(run("check", "--json").stdout)
-    assert not report["ok"] and "every stored vector has 16" in report["problems"][0]["problem"]
+    assert not report["ok"] and "stored vectors have 16" in report["problems"][0]["problem"]
     result = run("check", "--repair")
     assert result.exit_code == 0 and "restored meta dim = 16" in result.stdout
     assert documents(store) == 5 and run("search", "moon").exit_code == 0
@@ -372,3 +372,42 @@ def test_crafted_faiss_headers_fail_without_allocating(store: Path, tmp_path: Pa
         s.store.set_blob("token_codec", _claim_huge(blob, 2 * 16, 2 << 30))  # SQ8 keeps 2 × dim trained floats
         with pytest.raises(StoreError, match="token codec"):
             s.explain(1, against=2)
+
+
+def test_review_findings_on_the_robustness_work(tmp_path: Path) -> None:
+    """Found by a review: a long first document in a store with a trained codec, identical
+    documents in check's vector sample, damaged tokens against the index, a search while a long
+    document is being written."""
+    import time
+
+    import semsearch
+    from semsearch.documents import Document
+    from tests.conftest import HashEncoder
+
+    long = " ".join(f"word{i} about the long river" for i in range(700))
+    with semsearch.open(tmp_path / "sq", create=True, encoder=HashEncoder(), token_codec="SQ8", batch_size=4, sort_window=2) as s:
+        s.ingest([Document("long", long)] + [Document(f"d{i}", f"text {i}") for i in range(30)])
+        assert s.check().ok and s.explain(1, against=2).score
+
+    with semsearch.open(tmp_path / "same", create=True, encoder=HashEncoder()) as s:
+        s.ingest([Document(f"d{i}", "exactly the same words") for i in range(30)])
+        assert s.check().ok  # ties are found, not "vectors differ"
+        sql(tmp_path / "same", "UPDATE tokens SET offsets = substr(offsets, 1, 8) WHERE passage_id = 3")
+        problems = [p.what for p in s.check().problems]
+        assert len(problems) == 1 and problems[0].startswith("passage 3: token ids or offsets do not hold")  # no index problem
+
+    class Slow(HashEncoder):
+        def encode(self, texts: list[str]) -> list:  # type: ignore[override]
+            time.sleep(0.02)
+            return super().encode(texts)
+
+    with semsearch.open(tmp_path / "busy", create=True, encoder=Slow(), batch_size=4, sort_window=2) as s:
+        s.ingest([Document("first", "a first document about rivers")])
+        worker = threading.Thread(target=lambda: s.ingest([Document("long", long)]))
+        worker.start()
+        time.sleep(0.5)
+        started = time.perf_counter()
+        result = s.search("rivers", k=1)  # while the long document's transaction is open
+        assert time.perf_counter() - started < 5 and result.hits
+        worker.join()
+        assert {d.key for d in s.documents()} == {"first", "long"}

@@ -246,27 +246,41 @@ def _stream(
     transaction on the writer thread: memory stays bounded by a part, and readers still never see
     half a document. Returns its passages."""
     limit = settings.batch_size * STREAM_BATCHES
-    writer.submit(store.begin).result()
-    committed = False
+    parts = iter(range(0, len(spans), limit))
+
+    def encoded(start: int) -> list[NewPassage]:
+        ((_, passages),), _ = _encode(encoder, [(doc, spans[start : start + limit])], settings.batch_size, lambda done, of: None)
+        for passage in passages:
+            passage.ordinal += start
+        return passages
+
+    start = next(parts)
+    passages = encoded(start)
+    if codec.needs_training:  # a new store whose first document is long: train before the transaction
+        train_codec(store, codec, [p.token_vectors for p in passages])
+    opening = writer.submit(store.begin)
+    begun: Future[None] | None = opening  # ``end`` is safe to call even if ``begin`` never ran
     try:
+        opening.result()
         doc_id: int | None = None
         part: Future[int] | None = None
-        for start in range(0, len(spans), limit):
-            ((_, passages),), _ = _encode(encoder, [(doc, spans[start : start + limit])], settings.batch_size, lambda done, of: None)
-            for passage in passages:
-                passage.ordinal += start
+        while True:
             if part is not None:
                 doc_id = part.result()  # the part before is stored (at most one waits): its document id
             part = writer.submit(store.documents.write_part, doc, passages, codec, doc_id)
             tell(0, start + len(passages))
             del passages
             _release_freed_memory()
-        if part is not None:
-            part.result()
-        writer.submit(store.end, True).result()
-        committed = True
+            start = next(parts, -1)
+            if start < 0:
+                break
+            passages = encoded(start)
+        part.result()
+        ending = writer.submit(store.end, True)
+        begun = None  # from here only this commit ends the transaction
+        ending.result()
     finally:
-        if not committed:
+        if begun is not None:
             writer.submit(store.end, False).result()
     return len(spans)
 

@@ -12,7 +12,7 @@ from ..core.matrices import decompose, top_pairs
 from ..core.types import TokenData
 from ..encoder import Encoder
 from ..results import Hit, SearchResult
-from ..store import Store
+from ..store import Store, StoreBusy
 from .indexing import IndexKeeper
 from .query import check_id, check_k, encode_query
 
@@ -85,10 +85,25 @@ def search(
     check_k(k)
     vector, tokens = encode_query(encoder, text)
     found = _found(store, keeper, vector, k, where)
-    query_id = None if store.read_only else store.queries.save(vector, tokens, cache)  # read-only: nothing cached
+    query_id = _cache(store, vector, tokens, cache)
     if why:
         add_reasons(store, tokens, found, why)
     return SearchResult(text, query_id, found)
+
+
+CACHE_WAIT = 0.5  # seconds a search waits to cache its query while another writer holds the store
+
+
+def _cache(store: Store, vector: NDArray[np.float32], tokens: TokenData, keep: int) -> int | None:
+    """Cache the query for explain, unless the store is read-only or busy with a long write: a
+    search never waits on an ingest (its query id is then None)."""
+    if store.read_only:
+        return None
+    try:
+        return store.queries.save(vector, tokens, keep, wait=CACHE_WAIT)
+    except StoreBusy:
+        logger.info("the store is busy; the query was not cached for explain")
+        return None
 
 
 def add_reasons(store: Store, query: TokenData, found: list[Hit], n_pairs: int) -> None:

@@ -37,6 +37,10 @@ from .tokens import Tokens
 
 DatabaseError = sqlite3.DatabaseError  # what SQLite raises, for front ends to turn into advice
 
+
+class StoreBusy(StoreError):
+    """Raised by ``Store.writing(wait=…)`` when another writer holds the store longer than that."""
+
 __all__ = [
     "DB_NAME",
     "DatabaseError",
@@ -47,6 +51,7 @@ __all__ = [
     "Passage",
     "PassageStats",
     "Store",
+    "StoreBusy",
     "StoreMeta",
     "StoredDocument",
     "TokenData",
@@ -149,18 +154,31 @@ class Store:
         self.close()
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self, wait: float | None = None) -> Iterator[None]:
         """A write transaction taken up front (BEGIN IMMEDIATE), one thread at a time, so a
         concurrent writer makes this one wait instead of failing when a read turns into a write.
-        Nested calls join the outer transaction."""
+        Nested calls join the outer transaction. With ``wait``, give up after that many seconds
+        (``StoreBusy``) instead of waiting up to 30 s for another writer."""
         if self.read_only:
             raise StoreError(f"{self.path} is read-only; search, explain and info work there, other commands need a writable store")
-        with self._write:
+        if not self._write.acquire(timeout=-1 if wait is None else wait):
+            raise StoreBusy(f"{self.path} is being written by another thread")
+        try:
             conn = self.db.conn
             if conn.in_transaction:
                 yield
                 return
-            conn.execute("BEGIN IMMEDIATE")
+            if wait is not None:
+                conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if wait is not None and ("locked" in str(exc) or "busy" in str(exc)):
+                    raise StoreBusy(f"{self.path} is being written by another process") from None
+                raise
+            finally:
+                if wait is not None:
+                    conn.execute("PRAGMA busy_timeout = 30000")
             try:
                 yield
             except BaseException:
@@ -168,6 +186,8 @@ class Store:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        finally:
+            self._write.release()
 
     def begin(self) -> None:
         """Open a write transaction that spans several calls on this thread (one long document
@@ -180,11 +200,23 @@ class Store:
         except BaseException:
             self._write.release()
             raise
+        self._local.long = True
 
     def end(self, commit: bool) -> None:
+        """Close what ``begin`` opened on this thread (a no-op when nothing is open): commit, or
+        roll back, also when the commit fails; the write lock is released once."""
+        if not getattr(self._local, "long", False):
+            return
+        self._local.long = False
+        conn = self.db.conn
         try:
-            if self.db.conn.in_transaction:
-                self.db.conn.execute("COMMIT" if commit else "ROLLBACK")
+            if conn.in_transaction:
+                try:
+                    conn.execute("COMMIT" if commit else "ROLLBACK")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
         finally:
             self._write.release()
 

@@ -37,8 +37,10 @@ class Queries:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def save(self, vector: NDArray[np.float32], tokens: TokenData, keep: int) -> int:
-        with self._store.writing():
+    def save(self, vector: NDArray[np.float32], tokens: TokenData, keep: int, wait: float | None = None) -> int:
+        """Cache a query's tokens; with ``wait``, give up (``StoreBusy``) when another writer holds
+        the store longer than that."""
+        with self._store.writing(wait):
             db = self._store.db
             qid = next_id(db, "queries")
             db.table("queries").insert(

@@ -153,6 +153,11 @@ def inspect(db_file: Path) -> None:
     is changed in it (not even its journal mode)."""
     try:
         conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=30.0)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:  # on a read-only mount a WAL store's -shm cannot be made: read the file as it is
+            conn.close()
+            conn = sqlite3.connect(f"file:{db_file}?immutable=1", uri=True)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{db_file} is not a semsearch store ({exc}); move it away or choose another --store") from None
     try:
