@@ -62,6 +62,29 @@ def _meta_filters(filters: Sequence[tuple[str, str]]) -> tuple[list[str], list[s
     return clauses, params
 
 
+def _document_row(doc_id: int, doc: DocumentLike, now: float) -> dict[str, Any]:
+    return {
+        "id": doc_id,
+        "key": doc.key,
+        "source": doc.source,
+        "text": doc.text,
+        "meta": json.dumps(doc.meta, ensure_ascii=False),
+        "content_hash": doc.content_hash,
+        "ingested_at": now,
+    }
+
+
+def _passage_row(passage_id: int, doc_id: int, p: NewPassage) -> dict[str, Any]:
+    return {
+        "id": passage_id,
+        "document_id": doc_id,
+        "ordinal": p.ordinal,
+        "char_start": p.char_start,
+        "char_end": p.char_end,
+        "vector": codecs.f32_to_bytes(p.vector),
+    }
+
+
 def _passage(row: Any) -> Passage:
     pid, key, ordinal, start, end, text, source, meta = row
     return Passage(pid, key, ordinal, start, end, text, source, json.loads(meta))
@@ -89,28 +112,9 @@ class Documents:
             passage_id = next_id(db, "passages")
             doc_rows, passage_rows, token_rows = [], [], []
             for doc, passages in docs:
-                doc_rows.append(
-                    {
-                        "id": doc_id,
-                        "key": doc.key,
-                        "source": doc.source,
-                        "text": doc.text,
-                        "meta": json.dumps(doc.meta, ensure_ascii=False),
-                        "content_hash": doc.content_hash,
-                        "ingested_at": now,
-                    }
-                )
+                doc_rows.append(_document_row(doc_id, doc, now))
                 for p in passages:
-                    passage_rows.append(
-                        {
-                            "id": passage_id,
-                            "document_id": doc_id,
-                            "ordinal": p.ordinal,
-                            "char_start": p.char_start,
-                            "char_end": p.char_end,
-                            "vector": codecs.f32_to_bytes(p.vector),
-                        }
-                    )
+                    passage_rows.append(_passage_row(passage_id, doc_id, p))
                     token_rows.append(store.tokens.row(passage_id, p, codec))
                     new_ids.append(passage_id)
                     passage_id += 1
@@ -129,22 +133,11 @@ class Documents:
         if doc_id is None:
             self.delete([doc.key])
             doc_id = next_id(db, "documents")
-            db.table("documents").insert(
-                {
-                    "id": doc_id,
-                    "key": doc.key,
-                    "source": doc.source,
-                    "text": doc.text,
-                    "meta": json.dumps(doc.meta, ensure_ascii=False),
-                    "content_hash": doc.content_hash,
-                    "ingested_at": time.time(),
-                }
-            )
+            db.table("documents").insert(_document_row(doc_id, doc, time.time()))
         passage_id = next_id(db, "passages")
         rows, tokens = [], []
         for p in passages:
-            rows.append({"id": passage_id, "document_id": doc_id, "ordinal": p.ordinal, "char_start": p.char_start,
-                         "char_end": p.char_end, "vector": codecs.f32_to_bytes(p.vector)})
+            rows.append(_passage_row(passage_id, doc_id, p))
             tokens.append(self._store.tokens.row(passage_id, p, codec))
             passage_id += 1
         db.table("passages").insert_all(rows)
