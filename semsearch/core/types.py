@@ -49,18 +49,6 @@ class Passage:
     source: str
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "passage_id": self.id,
-            "document_key": self.document_key,
-            "ordinal": self.ordinal,
-            "char_start": self.char_start,
-            "char_end": self.char_end,
-            "text": self.text,
-            "source": self.source,
-            "meta": self.meta,
-        }
-
 
 @dataclass
 class NewPassage:

@@ -19,10 +19,9 @@ from ..errors import ModelError
 from .files import model_path, onnx_spec
 from .windows import window_spans
 
-__all__ = ["BACKENDS", "Encoded", "Encoder", "Span", "choose_backend", "load_encoder", "model_path", "prepare_query_model", "window_spans"]
+__all__ = ["Encoded", "Encoder", "Span", "choose_backend", "load_encoder", "model_path", "prepare_query_model", "window_spans"]
 
 logger = logging.getLogger(__name__)
-BACKENDS = ("auto", "onnx", "torch")
 
 
 class Encoder(Protocol):

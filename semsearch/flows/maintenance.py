@@ -160,8 +160,9 @@ def check(store: Store, keeper: IndexKeeper, repair: bool = False, force: bool =
         report.problems.append(Problem(f"document {key!r} has no passages", "check --repair removes it; ingest it again"))
     if orphans:
         report.problems.append(Problem(f"{orphans} token rows belong to no passage", "check --repair deletes them"))
-    stats_ok = store.stats.present() and store.stats.kept() == store.stats.counted()
-    if not store.stats.present():
+    has_stats = store.stats.present()
+    stats_ok = has_stats and store.stats.kept() == store.stats.counted()
+    if not has_stats:
         report.problems.append(Problem("the row of passage and token counts is missing", "check --repair counts them again"))
     elif not stats_ok:
         report.problems.append(Problem("the passage and token counts kept for searches and info are wrong", "check --repair recounts"))

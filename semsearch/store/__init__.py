@@ -153,14 +153,17 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.path} is read-only; search, explain and info work there, other commands need a writable store")
+
     @contextmanager
     def writing(self, wait: float | None = None) -> Iterator[None]:
         """A write transaction taken up front (BEGIN IMMEDIATE), one thread at a time, so a
         concurrent writer makes this one wait instead of failing when a read turns into a write.
         Nested calls join the outer transaction. With ``wait``, give up after that many seconds
         (``StoreBusy``) instead of waiting up to 30 s for another writer."""
-        if self.read_only:
-            raise StoreError(f"{self.path} is read-only; search, explain and info work there, other commands need a writable store")
+        self._writable()
         if not self._write.acquire(timeout=-1 if wait is None else wait):
             raise StoreBusy(f"{self.path} is being written by another thread")
         try:
@@ -192,8 +195,7 @@ class Store:
     def begin(self) -> None:
         """Open a write transaction that spans several calls on this thread (one long document
         written part by part); ``end`` commits or rolls it back. Holds the write lock until then."""
-        if self.read_only:
-            raise StoreError(f"{self.path} is read-only; search, explain and info work there, other commands need a writable store")
+        self._writable()
         self._write.acquire()
         try:
             self.db.conn.execute("BEGIN IMMEDIATE")
