@@ -28,6 +28,7 @@ from .common import (
     quiet_third_parties,
     reports_errors,
 )
+from .serve import serve
 from .store import check, delete, eval_command, index_app, list_command
 
 app = typer.Typer(
@@ -302,6 +303,7 @@ app.add_typer(index_app, name="index")
 app.command()(check)
 app.command()(delete)
 app.command("list")(list_command)
+app.command()(serve)
 
 
 def main() -> None:
