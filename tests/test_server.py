@@ -276,6 +276,7 @@ def test_page_finds_the_fever_hit_and_explains_it(server: Server, tmp_path: Path
             page.set_viewport_size({"width": 390, "height": 844})
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the page is {width} px wide at phone width"
+            page.locator("#explanation").scroll_into_view_if_needed()
             page.screenshot(path=str(shots / "serve-phone.png"))
             assert not errors, errors
         finally:

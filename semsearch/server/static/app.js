@@ -98,7 +98,9 @@ function renderHits(result) {
       if (event.metaKey || event.ctrlKey || event.shiftKey) return; // new tab: let the browser go
       event.preventDefault();
       history.pushState(null, "", href);
-      openExplanation(hit.passage_id);
+      openExplanation(hit.passage_id).then(() => {
+        if (window.innerWidth <= 820) $("explanation").scrollIntoView(); // stacked layout: show it
+      });
     });
     list.append(el("li", {}, link));
   }
@@ -264,7 +266,13 @@ async function openExplanation(id) {
   const level = document.querySelector("input[name=level]:checked").value;
   try {
     message("");
-    state.data = await api("/api/explain", { id, query_id: state.queryId, level });
+    try {
+      state.data = await api("/api/explain", { id, query_id: state.queryId, level });
+    } catch (error) {
+      // the server keeps the last queries' tokens only: past that, one short encode of the text
+      if (!state.q || !/query/.test(error.message)) throw error;
+      state.data = await api("/api/explain", { id, q: state.q, level });
+    }
     renderExplanation();
   } catch (error) {
     message(error.message, true);
