@@ -165,8 +165,8 @@ def main() -> None:
                     for clients in args.clients:
                         r = run_clients(port, paths, clients, args.seconds)
                         running = "" if ingest is None else (" (running)" if ingest.poll() is None else " (had finished)")
-                        print(f"| {'yes' + running if beside else 'no'} | {kind} | {clients} | {r['rate']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['errors']} |",
-                              flush=True)
+                        cells = [f"{'yes' + running if beside else 'no'}", kind, str(clients), f"{r['rate']:.0f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}"]
+                        print("| " + " | ".join(cells) + f" | {r['errors']} |", flush=True)
                 if ingest is not None:
                     _, stderr = ingest.communicate()
                     if ingest.returncode != 0:

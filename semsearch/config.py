@@ -82,6 +82,18 @@ class Settings:
     query_cache: int = field(
         default=100, metadata={"help": "recent queries whose token vectors are kept"}
     )
+    search_mode: str = field(
+        default="hybrid",
+        metadata={"help": "how search ranks: 'hybrid' (meaning and words fused), 'dense' (cosine only) or 'lexical' (BM25 only)"},
+    )
+    fusion: str = field(
+        default="rrf",
+        metadata={"help": "hybrid mode: 'rrf' (reciprocal rank fusion) or 'score' (weighted sum of min-max normalised scores)"},
+    )
+    hybrid_weight: float = field(
+        default=0.5, metadata={"help": "fusion 'score': the weight of the dense score (the lexical one gets 1 - weight)"}
+    )
+    hybrid_depth: int = field(default=100, metadata={"help": "hybrid mode: passages each retriever contributes before fusion"})
 
     @classmethod
     def names(cls) -> list[str]:
@@ -92,8 +104,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "backend": ("auto", "onnx", "torch"),
     "long_documents": ("split", "truncate"),
+    "search_mode": ("hybrid", "dense", "lexical"),
+    "fusion": ("rrf", "score"),
 }
-POSITIVE = ("batch_size", "sort_window", "query_cache", "nprobe", "ef_search", "k_factor")
+POSITIVE = ("batch_size", "sort_window", "query_cache", "nprobe", "ef_search", "k_factor", "hybrid_depth")
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -114,6 +128,14 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if name in POSITIVE and number < 1 or number < 0:
             raise ConfigError(f"{source}: {name} must be positive, not {number}")
         return number
+    if kind is float:
+        try:
+            real = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {name} must be a number, not {value!r}") from None
+        if not 0.0 <= real <= 1.0:
+            raise ConfigError(f"{source}: {name} must be between 0 and 1, not {real}")
+        return real
     text = str(value)
     if name in CHOICES and text not in CHOICES[name]:
         raise ConfigError(

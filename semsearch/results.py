@@ -31,8 +31,35 @@ def pair_dict(pair: Pair) -> dict[str, Any]:
 
 
 @dataclass
+class TermShare:
+    """A query term found in a passage, and its part of the passage's BM25 score."""
+
+    term: str
+    bm25: float
+    share: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"term": self.term, "bm25": self.bm25, "share": round(self.share, 6)}
+
+
+@dataclass
+class Snippet:
+    """The passage's best-matching sentence; ``marks`` are (start, end) of matched words in it."""
+
+    text: str
+    start: int  # where the sentence starts in the passage text
+    marks: list[tuple[int, int]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "start": self.start, "marks": [list(m) for m in self.marks]}
+
+
+@dataclass
 class Hit:
-    """One ranked passage; ``reasons`` are its top word pairs when asked for (``why``)."""
+    """One ranked passage. ``score`` is what ranked it (the cosine in dense mode, BM25 in
+    lexical mode, the fused score in hybrid mode); ``cosine`` and ``bm25`` are each retriever's
+    own score and ``found_by`` the rank each retriever gave it. ``reasons`` (its top word pairs)
+    and ``terms`` (the query terms in it, with their share of its BM25) come with ``why``."""
 
     rank: int
     passage_id: int
@@ -44,24 +71,47 @@ class Hit:
     text: str
     meta: dict[str, Any]
     reasons: list[Pair] = field(default_factory=list)
+    cosine: float | None = None
+    bm25: float | None = None
+    found_by: dict[str, int] = field(default_factory=dict)
+    terms: list[TermShare] = field(default_factory=list)
+    snippet: Snippet | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "reasons"}
+        data = {k: v for k, v in asdict(self).items() if k not in ("reasons", "terms", "snippet")}
         if self.reasons:
             data["why"] = [pair_dict(p) for p in self.reasons]
+        if self.terms:
+            data["terms"] = [t.to_dict() for t in self.terms]
+        if self.snippet is not None:
+            data["snippet"] = self.snippet.to_dict()
         return data
 
 
 @dataclass
 class SearchResult:
-    """The hits for one query; ``query_id`` names its cached tokens (None for ``like``)."""
+    """The hits for one query; ``query_id`` names its cached tokens (None for ``like``);
+    ``mode`` is dense, lexical or hybrid."""
 
     query: str
     query_id: int | None
     hits: list[Hit]
+    mode: str = "dense"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "query_id": self.query_id, "hits": [h.to_dict() for h in self.hits]}
+        return {"query": self.query, "query_id": self.query_id, "mode": self.mode, "hits": [h.to_dict() for h in self.hits]}
+
+
+@dataclass
+class LexicalExplanation:
+    """The lexical side of a match: the query terms found in the passage and each one's part of
+    its BM25 score (a different score from the cosine, on its own scale)."""
+
+    bm25: float
+    terms: list[TermShare]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": "bm25", "bm25": self.bm25, "terms": [t.to_dict() for t in self.terms]}
 
 
 @dataclass
@@ -73,6 +123,7 @@ class Explanation:
     query_id: int | None
     decomposition: Decomposition
     rows: str = "query"  # what the rows are: "query", or "passage 7" for --against
+    lexical: LexicalExplanation | None = None  # the query terms in the passage (BM25), for query text
 
     @property
     def score(self) -> float:
@@ -123,6 +174,7 @@ class Explanation:
             "top_pairs": [pair_dict(p) for p in top_pairs(expl, top)],
             "passage_impact": expl.impact.tolist(),
             "notes": expl.notes,
+            "lexical": None if self.lexical is None else self.lexical.to_dict(),
         }
 
 
@@ -249,6 +301,7 @@ class EvalReport:
     depth: int
     missing_documents: int = 0
     notes: list[str] = field(default_factory=list)
+    mode: str = "dense"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"queries": self.queries, "depth": self.depth, **self.measures, "missing_documents": self.missing_documents}
+        return {"mode": self.mode, "queries": self.queries, "depth": self.depth, **self.measures, "missing_documents": self.missing_documents}

@@ -31,7 +31,7 @@ from .config import Settings, load_settings, resolve_model
 from .core.types import Encoded, Passage, Span
 from .documents import Document, ReadOptions, Rejected, read_all, read_records, spool_stdin
 from .encoder import Encoder
-from .errors import StoreError
+from .errors import QueryError, StoreError
 from .flows import evaluate as evaluating
 from .flows import explain as explaining
 from .flows import ingest as ingesting
@@ -186,20 +186,48 @@ class Session:
         return encoder
 
     # reads ------------------------------------------------------------------------------------
-    @_translated
-    def search(self, text: str, k: int = 10, where: Sequence[tuple[str, str]] = (), why: int = 0) -> SearchResult:
-        """The ``k`` passages closest to ``text`` by cosine; the query's tokens are cached for
-        ``explain``. ``where`` keeps documents whose metadata has every ``(field, value)``;
-        ``why`` adds each hit's top N word pairs."""
-        querying.check_k(k)  # bad arguments fail before the model loads
-        querying.check_query(text)
-        return searching.search(self.store, self.keeper, self.encoder, text, k, why, self.settings.query_cache, where)
+    def fusion(self, mode: str | None = None) -> searching.Fusion:
+        """How searches rank: ``mode`` (default the ``search_mode`` setting) and the fusion settings."""
+        s = self.settings
+        mode = mode or s.search_mode
+        searching.check_mode(mode)
+        return searching.Fusion(mode, s.fusion, s.hybrid_weight, s.hybrid_depth)
 
     @_translated
-    def like(self, passage_id: int, k: int = 10, where: Sequence[tuple[str, str]] = (), why: int = 0) -> SearchResult:
-        """The neighbours of a stored passage (itself excluded), without the model; ``why`` adds
-        each hit's top N word pairs with that passage."""
-        return searching.like(self.store, self.keeper, passage_id, k, where, why)
+    def search(
+        self,
+        text: str,
+        k: int = 10,
+        where: Sequence[tuple[str, str]] = (),
+        why: int = 0,
+        mode: str | None = None,
+        group_by: str | None = None,
+    ) -> SearchResult:
+        """The ``k`` best passages for ``text``: ``mode`` 'hybrid' (meaning and words fused),
+        'dense' (cosine) or 'lexical' (BM25), by default the ``search_mode`` setting. The query's
+        tokens are cached for ``explain``. ``where`` keeps documents whose metadata has every
+        ``(field, value)``; ``why`` adds each hit's top N word pairs and its query terms;
+        ``group_by='document'`` gives the best passage of each of k documents."""
+        querying.check_k(k)  # bad arguments fail before the model loads
+        querying.check_query(text)
+        fusion, group = self.fusion(mode), _grouped(group_by)
+        return searching.search(self.store, self.keeper, self.encoder, text, k, why, self.settings.query_cache, where, fusion, group)
+
+    @_translated
+    def like(
+        self,
+        passage_id: int,
+        k: int = 10,
+        where: Sequence[tuple[str, str]] = (),
+        why: int = 0,
+        mode: str | None = None,
+        group_by: str | None = None,
+    ) -> SearchResult:
+        """The neighbours of a stored passage (itself excluded), without the model: its vector
+        for the dense side, its words for the lexical side; ``why`` adds each hit's top N word
+        pairs with that passage."""
+        fusion, group = self.fusion(mode), _grouped(group_by)
+        return searching.like(self.store, self.keeper, passage_id, k, where, why, fusion, group)
 
     @_translated
     def explain(
@@ -237,12 +265,15 @@ class Session:
         return maintenance.describe(self.store)
 
     @_translated
-    def evaluate(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], k: int = 10, depth: int = 1000) -> EvalReport:
+    def evaluate(
+        self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], k: int = 10, depth: int = 1000, mode: str | None = None
+    ) -> EvalReport:
         """nDCG@k, MRR@k, Recall@100 and MAP over judged queries (``qrels``: query id → document
-        key → relevance); needs the ``eval`` extra (ir-measures). ``semsearch.flows.evaluate.
-        read_judged`` reads BEIR files."""
+        key → relevance) in ``mode`` (default: search's); needs the ``eval`` extra (ir-measures).
+        ``semsearch.flows.evaluate.read_judged`` reads BEIR files."""
         evaluating.require_ir_measures()  # before the model loads
-        return evaluating.evaluate(self.store, self.keeper, self.encoder, queries, qrels, k, depth)
+        fusion = self.fusion(mode)
+        return evaluating.evaluate(self.store, self.keeper, self.encoder, queries, qrels, k, depth, fusion)
 
     # writes -----------------------------------------------------------------------------------
     @_translated
@@ -312,6 +343,12 @@ class Session:
         stored sentence vectors; no model needed."""
         with self._writing, held_write_lock(self.path):
             return maintenance.build_index(self.store, self.keeper, factory)
+
+
+def _grouped(group_by: str | None) -> bool:
+    if group_by not in (None, "passage", "document"):
+        raise QueryError(f"group_by must be 'document' (or 'passage', the default), not {group_by!r}")
+    return group_by == "document"
 
 
 class _Reader:

@@ -45,13 +45,15 @@ def test_ingest_reports_counts_and_splits_long_documents(fake_encoder: object, c
 
 
 def test_search_ranks_by_cosine_and_returns_metadata(ingested: Path, fake_encoder: object) -> None:
-    data = search_json("A person infected with bacteria may have a fever.", "-k", "3")
+    data = search_json("A person infected with bacteria may have a fever.", "-k", "3", "--mode", "dense")
     hits = data["hits"]
+    assert data["mode"] == "dense"
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert hits[0]["document_key"] == "fever"
-    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5) and hits[0]["cosine"] == pytest.approx(hits[0]["score"], abs=1e-6)
     assert hits[0]["meta"] == {"topic": "health"}
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    assert [h["found_by"] for h in hits] == [{"dense": 1}, {"dense": 2}, {"dense": 3}]
 
 
 def test_search_table_shows_rank_id_score_document_and_snippet(ingested: Path) -> None:
@@ -91,7 +93,7 @@ def test_explain_uses_the_cached_query_and_its_sum_is_the_score(ingested: Path, 
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["query"]["text"] == "bacteria fever"
-    assert data["sum"] == pytest.approx(hits[0]["score"], abs=1e-3)
+    assert data["sum"] == pytest.approx(hits[0]["cosine"], abs=1e-3)  # the dense score; hybrid's own score is fused
     assert abs(data["residual"]) < 1e-3
     matrix = np.array(data["contribution"])
     assert matrix.shape == (len(data["query"]["labels"]), len(data["passage"]["labels"]))

@@ -76,8 +76,10 @@ def test_search_answers_like_the_cli_json(server: Server) -> None:
     response = server.get("/api/search", q=QUERY, k=5, why=3)
     assert response.status_code == 200
     body = response.json()
-    assert body["hits"][0]["document_key"] == "Mercury_7216895"
-    assert abs(body["hits"][0]["score"] - 0.7217) < 1e-3
+    assert body["hits"][0]["document_key"] == "Mercury_7216895" and body["mode"] == "hybrid"
+    assert abs(body["hits"][0]["cosine"] - 0.7217) < 1e-3 and body["hits"][0]["found_by"] == {"dense": 1, "lexical": 1}
+    dense = server.get("/api/search", q=QUERY, k=5, mode="dense").json()
+    assert dense["mode"] == "dense" and abs(dense["hits"][0]["score"] - 0.7217) < 1e-3
     assert body["hits"][0]["why"][0]["query"] == "fever" and body["hits"][0]["why"][0]["passage"] == "fever"
     cli = CliRunner().invoke(app, ["search", QUERY, "-k", "5", "--why", "3", "--json", "--store", str(server.store)])
     assert cli.exit_code == 0, cli.output
@@ -93,7 +95,8 @@ def test_explain_by_query_id_adds_up_to_the_score(server: Server) -> None:
     hit = found["hits"][0]
     data = server.get("/api/explain", id=hit["passage_id"], query_id=found["query_id"]).json()
     assert data["passage_id"] == hit["passage_id"] and data["query_id"] == found["query_id"]
-    assert abs(data["sum"] - data["score"]) < 1e-4 and abs(data["score"] - hit["score"]) < 1e-4
+    assert abs(data["sum"] - data["score"]) < 1e-4 and abs(data["score"] - hit["cosine"]) < 1e-4
+    assert data["lexical"]["score"] == "bm25" and abs(data["lexical"]["bm25"] - hit["bm25"]) < 1e-6
     rows, cols = len(data["query"]["labels"]), len(data["passage"]["labels"])
     assert len(data["contribution"]) == rows and len(data["cosine"][0]) == cols
     assert len(data["passage"]["spans"]) == cols and len(data["passage_impact"]) == cols
@@ -143,6 +146,8 @@ def test_token_is_required_for_the_api(server: Server) -> None:
         ({"q": "x" * (MAX_QUERY_CHARS + 1)}, 400, "at most 2,000"),
         ({"q": "fever", "where": "nofield"}, 400, "FIELD=VALUE"),
         ({"like": 999999}, 404, "999999"),
+        ({"q": "fever", "mode": "fuzzy"}, 422, "mode"),
+        ({"q": "fever", "group_by": "sentence"}, 422, "group_by"),
     ],
 )
 def test_bad_searches_get_json_errors(server: Server, params: dict[str, Any], status: int, words: str) -> None:

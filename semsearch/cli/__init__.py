@@ -14,6 +14,7 @@ from typer.core import TyperCommand
 from .. import __version__
 from ..errors import StoreError
 from ..flows.query import check_k, check_query
+from ..flows.search import MODES
 from ..results import IngestProgress
 from .common import (
     ConfigOpt,
@@ -178,12 +179,15 @@ def search(
     queries: Annotated[Path | None, typer.Option("--queries", help="a file of queries, one per line ('-' for stdin), answered with one model load", show_default=False)] = None,
     why: Annotated[int, typer.Option("--why", help="add each hit's top N matched word pairs with their share of the score; --why alone means 3", show_default=False)] = 0,
     where: Annotated[list[str] | None, typer.Option("--where", metavar="FIELD=VALUE", help="keep hits whose document metadata has FIELD=VALUE; repeat to require several", show_default=False)] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="'hybrid' (meaning and words fused), 'dense' (cosine) or 'lexical' (BM25) [default: the search_mode setting, hybrid]", show_default=False)] = None,
+    group_by: Annotated[str | None, typer.Option("--group-by", help="'document': the best passage of each of k documents", show_default=False)] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
     model: ModelOpt = None,
 ) -> None:
-    """Rank stored passages by cosine similarity to QUERY; the query's tokens are cached for explain."""
+    """Rank stored passages for QUERY by meaning and words (hybrid), by cosine (dense) or by BM25
+    (lexical); each hit says which retrievers found it. The query's tokens are cached for explain."""
     from ..render.terminal import search_table
 
     quiet_third_parties()
@@ -191,16 +195,20 @@ def search(
     if given != 1:
         raise typer.BadParameter("give exactly one of QUERY, --like ID or --queries FILE")
     filters = [parse_where(w) for w in where or []]
+    if mode is not None and mode not in MODES:
+        raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if group_by not in (None, "document", "passage"):
+        raise typer.BadParameter(f"--group-by takes 'document' (or 'passage', the default), not {group_by!r}")
     texts = [query] if query is not None else _read_queries(queries)
     check_k(k)  # bad arguments fail before the model loads
     for text in texts:
         check_query(text)
     with open_session(config, store=store, model=model) as session:
         if like is not None:
-            results = [session.like(like, k, filters, why)]
+            results = [session.like(like, k, filters, why, mode, group_by)]
         else:
             load_model(session)
-            results = [session.search(t, k, filters, why) for t in texts]
+            results = [session.search(t, k, filters, why, mode, group_by) for t in texts]
     if as_json:
         data = [r.to_dict() for r in results]
         out.print_json(json.dumps(data[0] if len(data) == 1 and queries is None else data, ensure_ascii=False))

@@ -30,6 +30,7 @@ def eval_command(
     qrels: Annotated[Path, typer.Option("--qrels", help="relevance judgements: TSV query-id, corpus-id, score (BEIR; header and CRLF accepted)", show_default=False)],
     k: Annotated[int, typer.Option("-k", help="cut-off for nDCG and MRR")] = 10,
     depth: Annotated[int, typer.Option("--depth", help="documents retrieved per query (MAP is computed over them)")] = 1000,
+    mode: Annotated[str | None, typer.Option("--mode", help="'hybrid', 'dense' or 'lexical' [default: the search_mode setting, hybrid]", show_default=False)] = None,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
@@ -45,11 +46,11 @@ def eval_command(
     quiet_third_parties()
     texts, judged = read_judged(queries, qrels)  # bad files fail before the store and model open
     with open_session(config, store=store, model=model) as session:
-        report = session.evaluate(texts, judged, k, depth)
+        report = session.evaluate(texts, judged, k, depth, mode)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
         return
-    out.print(f"{report.queries} judged queries, {report.depth} documents retrieved each")
+    out.print(f"{report.queries} judged queries, {report.depth} documents retrieved each, {report.mode} mode")
     for name, value in report.measures.items():
         out.print(f"{name:<12} {100 * value:6.2f}", highlight=False)
     for note in report.notes:

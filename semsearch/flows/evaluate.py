@@ -14,12 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from ..core.fusion import query_terms
 from ..encoder import Encoder
 from ..errors import ConfigError, InputError
 from ..results import EvalReport
 from ..store import Store
 from .indexing import IndexKeeper
 from .query import check_k
+from .search import Fusion, retrieve
+
+DENSE = Fusion("dense")
 
 
 def require_ir_measures() -> Any:
@@ -108,9 +112,16 @@ def check_ids(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]]
 
 
 def run_queries(
-    store: Store, keeper: IndexKeeper, encoder: Encoder, texts: dict[str, str], depth: int, batch_size: int = 32
+    store: Store,
+    keeper: IndexKeeper,
+    encoder: Encoder,
+    texts: dict[str, str],
+    depth: int,
+    batch_size: int = 32,
+    fusion: Fusion = DENSE,
 ) -> dict[str, dict[str, float]]:
-    """Top ``depth`` documents per query, each scored by its best passage."""
+    """Top ``depth`` documents per query, each scored by its best passage, ranked as a search in
+    the fusion's mode ranks them (queries encoded in batches)."""
     index = keeper.current()
     wanted = min(index.ntotal, depth * 4)
     run: dict[str, dict[str, float]] = {}
@@ -118,14 +129,18 @@ def run_queries(
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
         vectors = np.vstack([e.vector for e in encoder.encode([texts[q] for q in chunk])])
-        scores, found = index.search(vectors, wanted)
-        keys = store.documents.keys_of([int(i) for i in np.unique(found) if i >= 0])
-        for qid, row_scores, row_ids in zip(chunk, scores, found):
+        if fusion.mode == "dense":  # one FAISS call for the batch
+            scores, found = index.search(vectors, wanted)
+            lists = [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(found, scores)]
+        else:
+            lists = [[(f.id, f.score) for f in retrieve(store, keeper, v, query_terms(texts[q]), fusion, wanted)] for q, v in zip(chunk, vectors)]
+        keys = store.documents.keys_of(sorted({pid for ranked in lists for pid, _ in ranked}))
+        for qid, ranked in zip(chunk, lists):
             docs: dict[str, float] = {}
-            for pid, score in zip(row_ids, row_scores):
-                key = keys.get(int(pid))
+            for pid, score in ranked:
+                key = keys.get(pid)
                 if key is not None and key not in docs:
-                    docs[key] = float(score)
+                    docs[key] = score
                     if len(docs) == depth:
                         break
             run[qid] = docs
@@ -140,6 +155,7 @@ def evaluate(
     qrels: Mapping[str, Mapping[str, int]],
     k: int = 10,
     depth: int = 1000,
+    fusion: Fusion = DENSE,
 ) -> EvalReport:
     ir_measures = require_ir_measures()
     from ir_measures import AP, RR, R, nDCG
@@ -148,13 +164,13 @@ def evaluate(
     check_ids(queries, qrels, "", "the queries", "give the text of every judged query")
     judged = {q: queries[q] for q in qrels}
     depth = min(max(depth, k, 100), store.documents.count())  # what there is to retrieve
-    run = run_queries(store, keeper, encoder, judged, depth)
+    run = run_queries(store, keeper, encoder, judged, depth, fusion=fusion)
     stored = store.documents.present({d for rel in qrels.values() for d in rel})
     missing = len({d for rel in qrels.values() for d in rel} - stored)
     measures = [nDCG @ k, RR @ k, R @ 100, AP]
     values = ir_measures.calc_aggregate(measures, {q: dict(r) for q, r in qrels.items()}, run)
     names = {str(nDCG @ k): f"nDCG@{k}", str(RR @ k): f"MRR@{k}", str(R @ 100): "Recall@100", str(AP): "MAP"}
-    report = EvalReport({names[str(m)]: float(values[m]) for m in measures}, len(judged), depth, missing)
+    report = EvalReport({names[str(m)]: float(values[m]) for m in measures}, len(judged), depth, missing, mode=fusion.mode)
     if missing:
         report.notes.append(f"{missing} judged documents are not in the store; they count as not retrieved")
     return report

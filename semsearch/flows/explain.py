@@ -1,18 +1,21 @@
 """Explain a stored passage against a query, from stored token vectors only.
 
 The query comes from the cache of recent searches (no model at all), from new query text (one
-short encode of the query), or from another stored passage (no model at all).
+short encode of the query), or from another stored passage (no model at all). Against query text,
+the lexical side comes too: the query terms the passage holds and their parts of its BM25 score.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..core.fusion import query_terms
 from ..core.matrices import decompose
 from ..encoder import Encoder
-from ..results import Explanation
+from ..results import Explanation, LexicalExplanation
 from ..store import Store
 from .query import check_id, encode_query
+from .search import term_shares
 
 
 def explain(
@@ -50,4 +53,9 @@ def explain(
         label = f"query {cached.id}: {cached.text}"
     index_score = float(np.dot(query_vector.astype(np.float64), doc_vector.astype(np.float64)))
     decomposition = decompose(query, doc, store.meta.special_tokens, level, index_score, store.meta.pooling)
-    return Explanation(passage, label, cached_id, decomposition, "query" if against is None else f"passage {against}")
+    lexical = None
+    if against is None:  # the words side: the query terms in the passage, and their BM25 parts
+        terms = query_terms(query.text)
+        parts = store.lexical.term_scores([passage_id], terms)[passage_id] if terms else []
+        lexical = LexicalExplanation(float(sum(parts)), term_shares(parts, terms))
+    return Explanation(passage, label, cached_id, decomposition, "query" if against is None else f"passage {against}", lexical)

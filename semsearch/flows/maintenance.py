@@ -166,6 +166,9 @@ def check(store: Store, keeper: IndexKeeper, repair: bool = False, force: bool =
         report.problems.append(Problem("the row of passage and token counts is missing", "check --repair counts them again"))
     elif not stats_ok:
         report.problems.append(Problem("the passage and token counts kept for searches and info are wrong", "check --repair recounts"))
+    lexical = store.lexical.problems()
+    for what in lexical:
+        report.problems.append(Problem(what, "check --repair rebuilds the lexical index from the passages"))
     # the index leaves out what iter_vectors leaves out: vectors of the wrong length or not finite
     left_out = {pid for pid, why in damaged.items() if why.startswith(("sentence vector has", "sentence vector holds NaN"))}
     index_ok = _check_index(store, report, left_out, keeper)
@@ -190,6 +193,9 @@ def check(store: Store, keeper: IndexKeeper, repair: bool = False, force: bool =
         if not stats_ok:  # deletions above keep the counts right through their triggers
             store.stats.recount()
             report.repaired.append("recounted the passages and tokens")
+        if lexical:  # deletions above keep it in step through its triggers; a damaged one is rebuilt
+            rows = store.lexical.rebuild()
+            report.repaired.append(f"rebuilt the lexical index ({rows:,} passages)")
         if damaged_docs or not index_ok:
             keeper.replace(build_from_store(store, recorded_factory(store)))
             report.repaired.append("rebuilt the index from the stored sentence vectors")

@@ -1,23 +1,29 @@
-"""Search: encode the query, ask the index, read the hits from the store, cache the query."""
+"""Search: encode the query, ask the index and the lexical index, fuse, read the hits from the
+store, cache the query."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core.matrices import decompose, top_pairs
+from ..core.fusion import Fused, combine, query_terms, rrf, sentences
+from ..core.matrices import Decomposition, column_shares, decompose, top_pairs
 from ..core.types import TokenData
 from ..encoder import Encoder
-from ..results import Hit, SearchResult
-from ..store import Store, StoreBusy
+from ..errors import QueryError
+from ..results import Hit, SearchResult, Snippet, TermShare
+from ..store import MARK_END, MARK_START, Store, StoreBusy
 from .indexing import IndexKeeper
 from .query import check_id, check_k, encode_query
 
 logger = logging.getLogger(__name__)
 BRUTE_FORCE_LIMIT = 20_000  # filtered searches over fewer passages are scored exactly from SQLite
+MODES = ("dense", "lexical", "hybrid")
 
 
 def ranked(
@@ -40,32 +46,135 @@ def ranked(
     return exact[order], found[order]
 
 
-def hits(store: Store, scores: NDArray[np.float32], ids: NDArray[np.int64], k: int, exclude: int | None = None) -> list[Hit]:
-    pairs = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0 and i != exclude][:k]
-    rows = store.documents.passages([i for i, _ in pairs])
+def hits(store: Store, fused: Sequence[Fused], k: int) -> list[Hit]:
+    rows = store.documents.passages([f.id for f in fused[:k]])
     found: list[Hit] = []
-    for pid, score in pairs:
-        row = rows.get(pid)
+    for f in fused[:k]:
+        row = rows.get(f.id)
         if row is None:  # deleted since the index was read
             continue
-        found.append(Hit(len(found) + 1, pid, score, row.document_key, row.ordinal, row.char_start, row.char_end, row.text, row.meta))
+        found.append(
+            Hit(len(found) + 1, f.id, f.score, row.document_key, row.ordinal, row.char_start, row.char_end, row.text, row.meta, found_by=dict(f.ranks))
+        )
     return found
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a search ranks: ``mode`` dense, lexical or hybrid; in hybrid mode ``method`` 'rrf' or
+    'score' (a weighted sum of min-max normalised scores, ``weight`` on the dense side), over each
+    retriever's top ``depth`` passages."""
+
+    mode: str = "hybrid"
+    method: str = "rrf"
+    weight: float = 0.5
+    depth: int = 100
+
+
+HYBRID = Fusion()
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise QueryError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+
+
+def retrieve(
+    store: Store,
+    keeper: IndexKeeper,
+    vector: NDArray[np.float32],
+    terms: Sequence[str],
+    fusion: Fusion,
+    wanted: int,
+    where: Sequence[tuple[str, str]] = (),
+    exclude: int | None = None,
+) -> list[Fused]:
+    """At least ``wanted`` passages (where there are), best first, by the fusion's mode."""
+    extra = exclude is not None
+    lists: dict[str, list[tuple[int, float]]] = {}
+    depth = max(wanted, fusion.depth) if fusion.mode == "hybrid" else wanted
+    if fusion.mode != "lexical":
+        scores, ids = ranked(store, keeper, vector, depth + extra, where)
+        lists["dense"] = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0 and i != exclude][:depth]
+    if fusion.mode != "dense":
+        lists["lexical"] = [(i, s) for i, s in store.lexical.search(terms, depth + extra, where) if i != exclude][:depth]
+    if fusion.mode != "hybrid":
+        name = fusion.mode
+        return [Fused(pid, score, {name: rank}) for rank, (pid, score) in enumerate(lists[name], start=1)]
+    if fusion.method == "rrf":
+        return rrf(lists)
+    dense_ids = {i for i, _ in lists["dense"]}
+    lexical_ids = {i for i, _ in lists["lexical"]}
+    known = {
+        "dense": _cosines(store, vector, sorted(lexical_ids - dense_ids)),
+        "lexical": dict(store.lexical.search(terms, len(dense_ids), only=sorted(dense_ids - lexical_ids))),
+    }
+    return combine(lists, known, {"dense": fusion.weight, "lexical": 1.0 - fusion.weight})
+
+
+def _cosines(store: Store, vector: NDArray[np.float32], ids: Sequence[int]) -> dict[int, float]:
+    if not ids:
+        return {}
+    found, vectors = store.documents.vectors_for(list(ids))
+    return {int(i): float(s) for i, s in zip(found, vectors @ vector.astype(np.float32))}
 
 
 def _found(
-    store: Store, keeper: IndexKeeper, vector: NDArray[np.float32], k: int, where: Sequence[tuple[str, str]], exclude: int | None = None
+    store: Store,
+    keeper: IndexKeeper,
+    vector: NDArray[np.float32],
+    terms: Sequence[str],
+    fusion: Fusion,
+    k: int,
+    where: Sequence[tuple[str, str]],
+    exclude: int | None = None,
+    group: bool = False,
 ) -> list[Hit]:
-    """The hits; when the index names only passages the store does not hold (a foreign or tampered
+    """The hits, each with its cosine and BM25. With ``group``, the best passage of each of ``k``
+    documents. When the index names only passages the store does not hold (a foreign or tampered
     index file whose counts look right), it is rebuilt from the store and asked again."""
-    wanted = k + (exclude is not None)
-    scores, ids = ranked(store, keeper, vector, wanted, where)
-    found = hits(store, scores, ids, k, exclude)
-    if not found and any(i >= 0 and i != exclude for i in ids.tolist()):
+    for attempt in range(2):
+        fused = _ranked_once(store, keeper, vector, terms, fusion, k, where, exclude, group)
+        found = hits(store, fused, k)
+        if found or not fused or fusion.mode == "lexical" or attempt:
+            break
         logger.warning("the index of %s names passages the store does not hold; rebuilding it", store.path)
         keeper.rebuild()
-        scores, ids = ranked(store, keeper, vector, wanted, where)
-        found = hits(store, scores, ids, k, exclude)
+    ids = [h.passage_id for h in found]
+    cosines = _cosines(store, vector, ids)
+    bm25 = dict(store.lexical.search(terms, len(ids), only=ids)) if terms else {}
+    for hit in found:
+        hit.cosine = cosines.get(hit.passage_id)
+        hit.bm25 = bm25.get(hit.passage_id, 0.0)
     return found
+
+
+def _ranked_once(
+    store: Store,
+    keeper: IndexKeeper,
+    vector: NDArray[np.float32],
+    terms: Sequence[str],
+    fusion: Fusion,
+    k: int,
+    where: Sequence[tuple[str, str]],
+    exclude: int | None,
+    group: bool,
+) -> list[Fused]:
+    if not group:
+        return retrieve(store, keeper, vector, terms, fusion, k, where, exclude)
+    total = store.stats.kept().passages
+    wanted = 4 * k
+    while True:
+        fused = retrieve(store, keeper, vector, terms, fusion, wanted, where, exclude)
+        keys = store.documents.keys_of([f.id for f in fused])
+        best: dict[str, Fused] = {}
+        for f in fused:
+            key = keys.get(f.id)
+            if key is not None and key not in best:
+                best[key] = f
+        if len(best) >= k or wanted >= total or len(fused) < wanted:
+            return list(best.values())
+        wanted *= 4
 
 
 def search(
@@ -77,18 +186,24 @@ def search(
     why: int = 0,
     cache: int = 100,
     where: Sequence[tuple[str, str]] = (),
+    fusion: Fusion = HYBRID,
+    group: bool = False,
 ) -> SearchResult:
-    """The ``k`` passages closest to ``text``; with ``why`` > 0, each hit's top word pairs.
-
-    ``where`` keeps passages whose document metadata has ``field == value`` for every pair.
-    """
+    """The ``k`` best passages for ``text`` by the fusion's mode; with ``why`` > 0, each hit's
+    top word pairs and the query terms it holds; ``group`` gives the best passage of each of k
+    documents. ``where`` keeps passages whose document metadata has ``field == value`` for every
+    pair. The query's tokens are cached for ``explain``."""
     check_k(k)
+    check_mode(fusion.mode)
     vector, tokens = encode_query(encoder, text)
-    found = _found(store, keeper, vector, k, where)
+    terms = query_terms(text)
+    found = _found(store, keeper, vector, terms, fusion, k, where, group=group)
     query_id = _cache(store, vector, tokens, cache)
+    expls = add_reasons(store, tokens, found, why) if why else {}
     if why:
-        add_reasons(store, tokens, found, why)
-    return SearchResult(text, query_id, found)
+        add_terms(store, found, terms)
+    add_snippets(store, found, terms, expls)
+    return SearchResult(text, query_id, found, fusion.mode)
 
 
 CACHE_WAIT = 0.5  # seconds a search waits to cache its query while another writer holds the store
@@ -106,21 +221,108 @@ def _cache(store: Store, vector: NDArray[np.float32], tokens: TokenData, keep: i
         return None
 
 
-def add_reasons(store: Store, query: TokenData, found: list[Hit], n_pairs: int) -> None:
+def add_reasons(store: Store, query: TokenData, found: list[Hit], n_pairs: int) -> dict[int, Decomposition]:
+    """Each hit's top word pairs (of its cosine, decomposed exactly); returns the decompositions."""
     codec, meta = store.codec(), store.meta
+    expls = {}
     for hit in found:
         doc = store.tokens.of(hit.passage_id, codec)
-        hit.reasons = top_pairs(decompose(query, doc, meta.special_tokens, "word", hit.score, meta.pooling), n_pairs, merge=True)
+        expl = decompose(query, doc, meta.special_tokens, "word", hit.cosine, meta.pooling)
+        hit.reasons = top_pairs(expl, n_pairs, merge=True)
+        expls[hit.passage_id] = expl
+    return expls
+
+
+def term_shares(scores: Sequence[float], terms: Sequence[str]) -> list[TermShare]:
+    """The terms that carry BM25 score (FTS5 gives words in most passages an idf near 0: they
+    are left out below 0.1% of the score), most first."""
+    total = sum(scores)
+    return [TermShare(t, s, s / total) for t, s in sorted(zip(terms, scores), key=lambda x: -x[1]) if s > 0 and s / total >= 1e-3]
+
+
+def add_terms(store: Store, found: list[Hit], terms: Sequence[str]) -> None:
+    """The query terms each hit holds, with their parts of its BM25 score (they add up to it)."""
+    if not terms or not found:
+        return
+    parts = store.lexical.term_scores([h.passage_id for h in found], terms)
+    for hit in found:
+        hit.terms = term_shares(parts[hit.passage_id], terms)
+
+
+def add_snippets(store: Store, found: list[Hit], terms: Sequence[str], expls: dict[int, Decomposition]) -> None:
+    """Each hit's best-matching sentence with its matched words marked: the sentence with most
+    query terms (FTS5's tokeniser and stemmer decide), else the sentence holding most of the
+    cosine (with ``why``), else the first sentence."""
+    marked = store.lexical.marked([h.passage_id for h in found], terms)
+    for hit in found:
+        local = hit.text
+        if hit.passage_id in marked:
+            plain, marks = _unmark(marked[hit.passage_id])
+            if plain == local:
+                hit.snippet = _best_sentence(local, marks, [1.0] * len(marks))
+                continue
+        expl = expls.get(hit.passage_id)
+        if expl is not None:
+            shares = column_shares(expl)
+            spans = [tuple(expl.doc.spans[j]) for j in range(len(shares)) if not expl.doc.special[j]]
+            weights = [float(shares[j]) for j in range(len(shares)) if not expl.doc.special[j]]
+            top = {tuple(expl.doc.spans[p.col]) for p in hit.reasons}
+            best = _best_sentence(local, [(int(a), int(b)) for a, b in spans], weights)
+            best.marks = [m for m in best.marks if (m[0] + best.start, m[1] + best.start) in top]
+            hit.snippet = best
+            continue
+        start, end = sentences(local)[0]
+        hit.snippet = Snippet(local[start:end], start)
+
+
+def _unmark(text: str) -> tuple[str, list[tuple[int, int]]]:
+    plain, marks, at = [], [], 0
+    for piece in re.split(f"({MARK_START}|{MARK_END})", text):
+        if piece == MARK_START:
+            begin = at
+        elif piece == MARK_END:
+            marks.append((begin, at))
+        else:
+            plain.append(piece)
+            at += len(piece)
+    return "".join(plain), marks
+
+
+def _best_sentence(text: str, spans: Sequence[tuple[int, int]], weights: Sequence[float]) -> Snippet:
+    """The sentence whose spans weigh most (the first on a tie), with those spans in it."""
+    best: Snippet | None = None
+    best_weight = -np.inf
+    for start, end in sentences(text):
+        inside = [(a, b, w) for (a, b), w in zip(spans, weights) if a >= start and b <= end]
+        weight = sum(w for _, _, w in inside)
+        if weight > best_weight + 1e-12:
+            best_weight = weight
+            best = Snippet(text[start:end], start, [(a - start, b - start) for a, b, _ in inside])
+    assert best is not None
+    return best
 
 
 def like(
-    store: Store, keeper: IndexKeeper, passage_id: int, k: int = 10, where: Sequence[tuple[str, str]] = (), why: int = 0
+    store: Store,
+    keeper: IndexKeeper,
+    passage_id: int,
+    k: int = 10,
+    where: Sequence[tuple[str, str]] = (),
+    why: int = 0,
+    fusion: Fusion = HYBRID,
+    group: bool = False,
 ) -> SearchResult:
-    """Nearest neighbours of a stored passage (itself excluded), without the model."""
+    """Neighbours of a stored passage (itself excluded), without the model: its sentence vector
+    for the dense side, its words for the lexical side."""
     check_k(k)
     check_id(passage_id)
+    check_mode(fusion.mode)
     vector = store.documents.vector(passage_id)
-    found = _found(store, keeper, vector, k, where, exclude=passage_id)
+    source = store.documents.passage(passage_id)
+    terms = query_terms(source.text)
+    found = _found(store, keeper, vector, terms, fusion, k, where, exclude=passage_id, group=group)
+    expls = add_reasons(store, store.tokens.of(passage_id, store.codec()), found, why) if why else {}
     if why:
-        add_reasons(store, store.tokens.of(passage_id, store.codec()), found, why)
-    return SearchResult(f"like:{passage_id}", None, found)
+        add_terms(store, found, terms)
+    add_snippets(store, found, terms, expls)
+    return SearchResult(f"like:{passage_id}", None, found, fusion.mode)

@@ -19,7 +19,7 @@ from ..core.matrices import (
     top_impact,
     top_pairs,
 )
-from ..results import Explanation, SearchResult
+from ..results import Explanation, Hit, SearchResult
 
 
 def snippet(text: str, width: int = 100) -> str:
@@ -36,16 +36,47 @@ def reasons_text(pairs: list[Any]) -> str:
 
 
 # search ------------------------------------------------------------------------------------
+def marked_snippet(hit: Hit, width: int = 160) -> Text:
+    """The hit's best-matching sentence, matched words in bold (cut to ``width`` characters)."""
+    if hit.snippet is None:
+        return Text(snippet(hit.text, width))
+    text = Text(hit.snippet.text)
+    for start, end in hit.snippet.marks:
+        text.stylize("bold underline", start, end)
+    if len(text) > width:
+        first = min((a for a, _ in hit.snippet.marks), default=0)
+        begin = max(0, min(first - width // 3, len(text) - width))
+        text = text[begin : begin + width - 1]
+        text.append("…")
+        if begin:
+            text = Text("…") + text
+    if hit.snippet.start > 0:
+        text = Text("…") + text
+    return text
+
+
+def found_by(hit: Hit) -> str:
+    return " ".join(f"{name[0]}{rank}" for name, rank in sorted(hit.found_by.items()))
+
+
 def search_table(result: SearchResult) -> Table:
-    table = Table(title=f"{result.query}", title_justify="left", show_lines=False)
-    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (("rank", "right"), ("id", "right"), ("score", "right"), ("document", "left"), ("text", "left"))
+    title = f"{result.query}  [dim]({result.mode})[/dim]"
+    table = Table(title=title, title_justify="left", show_lines=False)
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("rank", "right"), ("id", "right"), ("score", "right"), ("found by", "left"), ("document", "left"), ("best sentence", "left")
+    )
     for name, justify in columns:
-        table.add_column(name, justify=justify, overflow="fold" if name == "text" else "ellipsis")
+        table.add_column(name, justify=justify, overflow="fold" if name == "best sentence" else "ellipsis")
     for hit in result.hits:
-        text = snippet(hit.text)
+        text = marked_snippet(hit)
         if hit.reasons:
-            text += f"\n[dim]why: {reasons_text(hit.reasons)}[/dim]"
-        table.add_row(str(hit.rank), str(hit.passage_id), f"{hit.score:.4f}", hit.document_key, text)
+            text.append(f"\nwhy: {reasons_text(hit.reasons)}", style="dim")
+        if hit.terms:
+            text.append(f"\nwords (BM25 {hit.bm25:.2f}): " + ", ".join(f"{t.term} {percent(t.share)}" for t in hit.terms), style="dim")
+        score = f"{hit.score:.4f}"
+        table.add_row(str(hit.rank), str(hit.passage_id), score, found_by(hit), hit.document_key, text)
+    if result.mode == "hybrid":
+        table.caption = "found by: d = dense rank, l = lexical rank; score = the fused score (cosine and BM25 in --json)"
     return table
 
 
@@ -174,4 +205,8 @@ def explanation_view(hit: Explanation, mode: str, max_cols: int, top: int, hide_
     parts.append(highlighted(expl.doc.text, expl.doc.spans, expl.doc.special, column_shares(expl)))
     parts.append(Text(f"{hit.rows}, shaded by contribution:", style="bold"))
     parts.append(highlighted(expl.query.text, expl.query.spans, expl.query.special, row_shares(expl)))
+    if hit.lexical is not None:
+        lex = hit.lexical
+        terms = ", ".join(f"{t.term} {percent(t.share)} ({t.bm25:.2f})" for t in lex.terms) or "none of the query's words occur in the passage"
+        parts.append(Text(f"words (BM25 {lex.bm25:.2f}, a different score from the cosine above): {terms}"))
     return Group(*parts)

@@ -129,15 +129,18 @@ def create_app(session: Session, token: str | None = None, cors: list[str] | Non
         why: Annotated[int, Query(ge=0, le=MAX_WHY, description="top word pairs per hit")] = 0,
         where: Annotated[list[str] | None, Query(description="FIELD=VALUE metadata filter, repeatable")] = None,
         like: Annotated[int | None, Query(description="rank the neighbours of this stored passage instead of q")] = None,
+        mode: Annotated[str | None, Query(pattern="^(hybrid|dense|lexical)$", description="hybrid, dense or lexical (default: search_mode)")] = None,
+        group_by: Annotated[str | None, Query(pattern="^(document|passage)$", description="'document': the best passage of each of k documents")] = None,
     ) -> _Json:
-        """The k passages closest to q by cosine, with their reasons and the query id that
-        explain takes (like `semsearch search --json`)."""
+        """The k best passages for q (hybrid, dense or lexical), each with the retrievers that
+        found it, its cosine and BM25, its best sentence, its reasons with `why`, and the query id
+        that explain takes (like `semsearch search --json`)."""
         filters = _parse_where(where or [])
         if like is not None:
-            return _Json(session.like(like, k, filters, why).to_dict())
+            return _Json(session.like(like, k, filters, why, mode, group_by).to_dict())
         if q is None:
             raise QueryError("give q=TEXT to search for (or like=ID for a stored passage's neighbours)")
-        return _Json(session.search(_check_text(q), k, filters, why).to_dict())
+        return _Json(session.search(_check_text(q), k, filters, why, mode, group_by).to_dict())
 
     @app.get("/api/explain", tags=["search"], response_class=_Json, dependencies=[Auth])
     def explain(

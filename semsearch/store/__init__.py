@@ -28,6 +28,7 @@ from ..errors import StoreError
 from . import meta as meta_table
 from .checks import Checks
 from .documents import Documents, StoredDocument
+from .lexical import MARK_END, MARK_START, Lexical
 from .lock import held_write_lock, write_lock
 from .meta import StoreMeta
 from .queries import CachedQuery, Queries
@@ -45,6 +46,8 @@ __all__ = [
     "DB_NAME",
     "DatabaseError",
     "FORMAT",
+    "MARK_END",
+    "MARK_START",
     "SCHEMA_VERSION",
     "CachedQuery",
     "NewPassage",
@@ -86,6 +89,7 @@ class Store:
         self.queries = Queries(self)
         self.stats = Stats(self)
         self.checks = Checks(self)
+        self.lexical = Lexical(self)
 
     @classmethod
     def open(cls, path: str | Path, create: bool = False) -> Store:

@@ -4,7 +4,7 @@
 
 const MAX_COLUMNS = 40; // passage words shown before "show all"
 const $ = (id) => document.getElementById(id);
-const state = { q: "", k: 10, id: null, queryId: null, data: null, showAll: false, active: null };
+const state = { q: "", k: 10, mode: "hybrid", id: null, queryId: null, data: null, showAll: false, active: null };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -73,6 +73,29 @@ function snippet(text, words) {
   return node;
 }
 
+function markedSnippet(hit, words) {
+  // the server's best-matching sentence with its marked words; else a window around the reasons
+  if (!hit.snippet) return snippet(hit.text, words);
+  const { text, start, marks } = hit.snippet;
+  const node = el("p", { class: "snippet" });
+  if (start > 0) node.append("…");
+  let last = 0;
+  for (const [a, b] of marks) {
+    node.append(text.slice(last, a), el("mark", { text: text.slice(a, b) }));
+    last = b;
+  }
+  node.append(text.slice(last));
+  if (start + text.length < hit.text.length) node.append("…");
+  return node;
+}
+
+function foundBy(hit) {
+  const parts = [];
+  if (hit.found_by.dense) parts.push(`meaning #${hit.found_by.dense}`);
+  if (hit.found_by.lexical) parts.push(`words #${hit.found_by.lexical}`);
+  return parts.join(" · ");
+}
+
 function renderHits(result) {
   const list = $("hits");
   list.replaceChildren();
@@ -84,15 +107,17 @@ function renderHits(result) {
   message("");
   for (const hit of result.hits) {
     const why = hit.why || [];
-    const href = "?" + new URLSearchParams({ q: state.q, k: state.k, id: hit.passage_id });
+    const href = "?" + new URLSearchParams({ q: state.q, k: state.k, mode: state.mode, id: hit.passage_id });
     const reasons = el("ul", { class: "reasons", "aria-label": "why" },
-      ...why.map((p) => el("li", { text: `${p.query} ↔ ${p.passage} ${pct(p.share)}` })));
+      ...why.map((p) => el("li", { text: `${p.query} ↔ ${p.passage} ${pct(p.share)}` })),
+      ...(hit.terms || []).map((t) => el("li", { class: "term", text: `“${t.term}” ${pct(t.share)} of BM25` })));
     const link = el("a", { class: "hit", href, "data-id": hit.passage_id },
       el("div", { class: "hit-head" },
         el("span", { class: "rank", text: hit.rank + "." }),
-        el("span", { class: "score", text: fmt(hit.score) }),
+        el("span", { class: "score", text: fmt(hit.cosine ?? hit.score), title: "cosine similarity" }),
+        el("span", { class: "found", text: foundBy(hit) }),
         el("span", { class: "doc", text: hit.document_key + (hit.ordinal ? ` · part ${hit.ordinal + 1}` : "") })),
-      snippet(hit.text, why.map((p) => p.passage)),
+      markedSnippet(hit, why.map((p) => p.passage)),
       reasons);
     link.addEventListener("click", (event) => {
       if (event.metaKey || event.ctrlKey || event.shiftKey) return; // new tab: let the browser go
@@ -106,13 +131,15 @@ function renderHits(result) {
   }
 }
 
-async function runSearch(q, k) {
+async function runSearch(q, k, mode) {
   state.q = q;
   state.k = k;
+  state.mode = mode;
   $("q").value = q;
   $("k").value = String(k);
+  $("mode").value = mode;
   message("Searching…");
-  const result = await api("/api/search", { q, k, why: 3 });
+  const result = await api("/api/search", { q, k, mode, why: 3 });
   renderHits(result);
 }
 
@@ -255,6 +282,10 @@ function renderExplanation() {
   shadedText($("ex-query"), data.query, data.query_shares);
   shadedText($("ex-passage"), data.passage, data.passage_shares);
   renderHeatmap();
+  const lexical = data.lexical;
+  $("ex-words").textContent = !lexical ? "" : lexical.terms.length
+    ? `Words (BM25 ${fmt(lexical.bm25, 2)}, a different score from the cosine): ` + lexical.terms.map((t) => `“${t.term}” ${pct(t.share)}`).join(", ")
+    : "None of the query's words occur in this passage (BM25 0).";
   $("ex-pairs").replaceChildren(...data.top_pairs.map((p) =>
     el("li", { text: `${p.query} ↔ ${p.passage}${p.count > 1 ? ` ×${p.count}` : ""}: ${pct(p.share)} of the score (cosine ${fmt(p.cosine, 3)})` })));
   for (const a of document.querySelectorAll("a.hit")) a.setAttribute("aria-current", String(Number(a.dataset.id) === data.passage_id));
@@ -284,9 +315,11 @@ async function route() {
   const params = new URLSearchParams(location.search);
   const q = params.get("q");
   const id = params.get("id");
+  const k = Number(params.get("k") || 10);
+  const mode = params.get("mode") || "hybrid";
   try {
-    if (q && (q !== state.q || Number(params.get("k") || 10) !== state.k || !$("hits").children.length)) {
-      await runSearch(q, Number(params.get("k") || 10));
+    if (q && (q !== state.q || k !== state.k || mode !== state.mode || !$("hits").children.length)) {
+      await runSearch(q, k, mode);
     }
     if (id) await openExplanation(Number(id));
     else {
@@ -303,7 +336,7 @@ $("search").addEventListener("submit", (event) => {
   const q = $("q").value.trim();
   if (!q) return message("Type some words to search for.", true);
   const k = Number($("k").value);
-  history.pushState(null, "", "?" + new URLSearchParams({ q, k }));
+  history.pushState(null, "", "?" + new URLSearchParams({ q, k, mode: $("mode").value }));
   state.q = "";
   route();
 });

@@ -1,0 +1,106 @@
+"""The lexical index: SQLite FTS5 over each passage's text, BM25 ranking, and its explanation.
+
+Triggers (schema m005) keep ``passage_text`` in step with ``passages`` inside the transaction
+that writes or deletes them. Queries arrive as plain terms; each is quoted as an FTS5 phrase, so no
+query text is ever parsed as FTS5 syntax, and the expression is a bound parameter. Scores are
+FTS5's ``bm25()`` negated (higher is better). BM25 is a sum over the query's terms, so a single-term
+query's score for a passage is exactly that term's part of the whole score.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .documents import _meta_filters
+from .schema import LEXICAL_FILL, LEXICAL_TABLE
+from .sql import in_chunks
+
+if TYPE_CHECKING:
+    from . import Store
+
+MARK_START, MARK_END = "\x02", "\x03"  # around matched words in ``marked`` text
+
+
+def expression(terms: Sequence[str]) -> str:
+    """An FTS5 query matching any of ``terms``, each a quoted phrase (quotes doubled)."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+class Lexical:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def search(
+        self, terms: Sequence[str], k: int, filters: Sequence[tuple[str, str]] = (), only: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """The best ``k`` (passage id, BM25) for ``terms``, best first; ``filters`` keep
+        documents whose metadata match, ``only`` these passages."""
+        if not terms or k < 1:
+            return []
+        sql = "SELECT rowid, -bm25(passage_text) FROM passage_text WHERE passage_text MATCH ?"
+        params: list[object] = [expression(terms)]
+        if filters:
+            clauses, values = _meta_filters(filters)
+            sql += " AND rowid IN (SELECT p.id FROM passages p JOIN documents d ON d.id = p.document_id WHERE " + " AND ".join(clauses) + ")"
+            params += values
+        if only is not None:
+            found: list[tuple[int, float]] = []
+            marks = sql + " AND rowid IN ({marks})"
+            for rowid, score in in_chunks(self._store.db, marks, list(only), params):
+                found.append((int(rowid), float(score)))
+            return sorted(found, key=lambda r: -r[1])[:k]
+        rows = self._store.db.execute(sql + " ORDER BY rank LIMIT ?", [*params, k]).fetchall()
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def term_scores(self, passage_ids: Sequence[int], terms: Sequence[str]) -> dict[int, list[float]]:
+        """Each passage's BM25 part for each term (0 where the term does not occur); the parts of
+        a passage add up to its BM25 score for all the terms."""
+        scores = {pid: [0.0] * len(terms) for pid in passage_ids}
+        for t, term in enumerate(terms):
+            for pid, score in self.search([term], len(passage_ids), only=passage_ids):
+                scores[pid][t] = score
+        return scores
+
+    def marked(self, passage_ids: Sequence[int], terms: Sequence[str]) -> dict[int, str]:
+        """The text of each passage that matches any term, with matched words between
+        ``MARK_START`` and ``MARK_END`` (FTS5's own tokeniser and stemmer decide what matches)."""
+        if not terms or not passage_ids:
+            return {}
+        sql = "SELECT rowid, highlight(passage_text, 0, ?, ?) FROM passage_text WHERE passage_text MATCH ? AND rowid IN ({marks})"
+        rows = in_chunks(self._store.db, sql, list(passage_ids), [MARK_START, MARK_END, expression(terms)])
+        return {int(pid): text for pid, text in rows}
+
+    # check and repair -------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """What is wrong with the lexical index: FTS5's own integrity check, and its rows against
+        the passages (missing, extra, or text that differs from the passage's span)."""
+        db = self._store.db
+        found = []
+        try:
+            db.execute("INSERT INTO passage_text (passage_text, rank) VALUES ('integrity-check', 1)")
+        except sqlite3.DatabaseError as exc:
+            return [f"the lexical index is damaged ({exc})"]
+        missing = db.execute("SELECT count(*) FROM passages WHERE id NOT IN (SELECT rowid FROM passage_text)").fetchone()[0]
+        extra = db.execute("SELECT count(*) FROM passage_text WHERE rowid NOT IN (SELECT id FROM passages)").fetchone()[0]
+        differ = db.execute(
+            "SELECT count(*) FROM passages p JOIN documents d ON d.id = p.document_id JOIN passage_text t ON t.rowid = p.id "
+            "WHERE t.text IS NOT substr(d.text, p.char_start + 1, p.char_end - p.char_start)"
+        ).fetchone()[0]
+        if missing:
+            found.append(f"{missing:,} passages are missing from the lexical index")
+        if extra:
+            found.append(f"the lexical index holds {extra:,} rows of passages that are gone")
+        if differ:
+            found.append(f"{differ:,} passages have other text in the lexical index than in their document")
+        return found
+
+    def rebuild(self) -> int:
+        """Build the lexical index anew from the passages (a damaged one is dropped first)."""
+        with self._store.writing():
+            db = self._store.db
+            db.execute("DROP TABLE IF EXISTS passage_text")
+            db.execute(LEXICAL_TABLE)
+            db.execute(LEXICAL_FILL)
+            return int(db.execute("SELECT count(*) FROM passage_text").fetchone()[0])
