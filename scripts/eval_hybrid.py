@@ -149,22 +149,31 @@ def main() -> None:
     parser.add_argument("--reuters-store", type=Path, default=Path("reuters10k-store"))
     parser.add_argument("--reuters", type=int, default=10_000, help="Reuters paragraphs in the second store")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
+    parser.add_argument("--only", choices=("scifact", "reuters"), help="one dataset")
+    parser.add_argument("--no-quality", action="store_true", help="latency only")
+    parser.add_argument("--no-latency", action="store_true", help="quality only")
     args = parser.parse_args()
     head = "| | " + " | ".join(MEASURES) + " |\n| --- | " + " | ".join("---:" for _ in MEASURES) + " |"
-    for name, (session, queries, qrels), path in (
-        ("BEIR SciFact test", scifact(args.scifact_store), args.scifact_store),
-        ("Reuters titles → stories", reuters(args.reuters_store, args.reuters), args.reuters_store),
-    ):
+    datasets = {
+        "scifact": ("BEIR SciFact test", lambda: scifact(args.scifact_store), args.scifact_store),
+        "reuters": ("Reuters titles → stories", lambda: reuters(args.reuters_store, args.reuters), args.reuters_store),
+    }
+    for key, (name, load, path) in datasets.items():
+        if args.only and key != args.only:
+            continue
+        session, queries, qrels = load()
         info = session.info()
         print(f"\n### {name}: {len(queries)} queries, {info.documents:,} documents, {info.passages:,} passages\n")
-        print(head)
-        for row in tokenizer_rows(session, queries, qrels):
-            print(row, flush=True)
-        for row in mode_rows(path, queries, qrels, args.weights):
-            print(row, flush=True)
-        print("\nwarm search, k = 10, interleaved (ms):\n\n| mode | p50 | p99 | vs dense |\n| --- | ---: | ---: | ---: |")
-        for row in latency_rows(path, list(queries.values())[:100]):
-            print(row, flush=True)
+        if not args.no_quality:
+            print(head)
+            for row in tokenizer_rows(session, queries, qrels):
+                print(row, flush=True)
+            for row in mode_rows(path, queries, qrels, args.weights):
+                print(row, flush=True)
+        if not args.no_latency:
+            print("\nwarm search, k = 10, interleaved (ms):\n\n| mode | p50 | p99 | vs dense |\n| --- | ---: | ---: | ---: |")
+            for row in latency_rows(path, list(queries.values())[:100]):
+                print(row, flush=True)
         session.close()
 
 

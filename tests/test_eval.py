@@ -98,5 +98,13 @@ def test_scifact_slice_keeps_the_model_quality(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["queries"] == 60
-    assert data["nDCG@10"] >= 0.60, data
+    assert data["queries"] == 60 and data["mode"] == "hybrid"  # search's default mode
+    scores = {"hybrid": data["nDCG@10"]}
+    for mode in ("dense", "lexical"):
+        result = runner.invoke(
+            app, ["eval", "--queries", str(root / "queries.jsonl"), "--qrels", str(tmp_path / "qrels.tsv"), "--store", store, "--json", "--mode", mode]
+        )
+        assert result.exit_code == 0, result.output
+        scores[mode] = json.loads(result.stdout)["nDCG@10"]
+    assert scores["dense"] >= 0.60 and scores["lexical"] >= 0.60, scores
+    assert scores["hybrid"] > max(scores["dense"], scores["lexical"]), scores  # words and meaning beat either

@@ -75,11 +75,12 @@ def test_fusion_functions() -> None:
     fused = rrf(lists)
     assert [f.id for f in fused] == [2, 1, 3] and fused[0].ranks == {"dense": 2, "lexical": 1}
     assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
-    combined = combine(lists, {"dense": {3: 0.7}, "lexical": {1: 0.0}}, {"dense": 0.5, "lexical": 0.5})
+    combined = combine({**lists, "lexical": [(2, 7.0), (3, 4.0), (4, 1.0)]}, {"dense": 0.4, "lexical": 0.6})
     by_id = {f.id: f.score for f in combined}
-    assert by_id[1] == pytest.approx(0.5)  # top dense, no words
-    assert by_id[2] == pytest.approx(0.5)  # bottom dense, top lexical
-    assert by_id[3] == pytest.approx(0.5 * 0.5)  # cosine 0.7 is half way in the dense list; lowest lexical
+    assert by_id[1] == pytest.approx(0.4)  # top dense, not in the lexical list
+    assert by_id[2] == pytest.approx(0.6)  # bottom dense, top lexical
+    assert by_id[3] == pytest.approx(0.6 * 0.5)  # half way down the lexical scores
+    assert by_id[4] == pytest.approx(0.0) and [f.id for f in combined] == [2, 1, 3, 4]
     assert query_terms('Fever, fever AND "NEAR(x" *') == ["fever", "and", "near", "x"]
 
 

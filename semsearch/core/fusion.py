@@ -46,31 +46,23 @@ def rrf(lists: Mapping[str, Sequence[tuple[int, float]]], k: int = RRF_K) -> lis
     return sorted(fused.values(), key=lambda f: (-f.score, f.id))
 
 
-def combine(
-    lists: Mapping[str, Sequence[tuple[int, float]]], scores: Mapping[str, Mapping[int, float]], weights: Mapping[str, float]
-) -> list[Fused]:
+def combine(lists: Mapping[str, Sequence[tuple[int, float]]], weights: Mapping[str, float]) -> list[Fused]:
     """A weighted sum of each retriever's score, min-max normalised over the list it returned.
 
-    ``scores`` holds every candidate's score per retriever where known beyond its list (the exact
-    cosine of a passage only the lexical side found; its BM25, 0 when no term occurs); a score
-    below the list's lowest counts as 0.
+    A passage missing from a retriever's list scores 0 on that side: its score there is at most
+    the list's lowest (the list is that retriever's top), which normalises to 0.
     """
     fused: dict[int, Fused] = {}
-    for name, ranked in lists.items():
-        for rank, (pid, _) in enumerate(ranked, start=1):
-            fused.setdefault(pid, Fused(pid, 0.0, {})).ranks[name] = rank
     for name, ranked in lists.items():
         if not ranked:
             continue
         values = [s for _, s in ranked]
         low, high = min(values), max(values)
         span = high - low if high > low else 1.0
-        known = scores.get(name, {})
-        listed = dict(ranked)
-        for item in fused.values():
-            value = listed.get(item.id, known.get(item.id))
-            if value is not None:
-                item.score += weights[name] * min(1.0, max(0.0, (value - low) / span))
+        for rank, (pid, score) in enumerate(ranked, start=1):
+            item = fused.setdefault(pid, Fused(pid, 0.0, {}))
+            item.ranks[name] = rank
+            item.score += weights[name] * (score - low) / span
     return sorted(fused.values(), key=lambda f: (-f.score, f.id))
 
 

@@ -103,13 +103,7 @@ def retrieve(
         return [Fused(pid, score, {name: rank}) for rank, (pid, score) in enumerate(lists[name], start=1)]
     if fusion.method == "rrf":
         return rrf(lists)
-    dense_ids = {i for i, _ in lists["dense"]}
-    lexical_ids = {i for i, _ in lists["lexical"]}
-    known = {
-        "dense": _cosines(store, vector, sorted(lexical_ids - dense_ids)),
-        "lexical": dict(store.lexical.search(terms, len(dense_ids), only=sorted(dense_ids - lexical_ids))),
-    }
-    return combine(lists, known, {"dense": fusion.weight, "lexical": 1.0 - fusion.weight})
+    return combine(lists, {"dense": fusion.weight, "lexical": 1.0 - fusion.weight})
 
 
 def _cosines(store: Store, vector: NDArray[np.float32], ids: Sequence[int]) -> dict[int, float]:
