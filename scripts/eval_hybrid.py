@@ -163,7 +163,7 @@ def main() -> None:
             continue
         session, queries, qrels = load()
         info = session.info()
-        print(f"\n### {name}: {len(queries)} queries, {info.documents:,} documents, {info.passages:,} passages\n")
+        print(f"\n### {name}: {len(qrels)} judged queries, {info.documents:,} documents, {info.passages:,} passages\n")
         if not args.no_quality:
             print(head)
             for row in tokenizer_rows(session, queries, qrels):

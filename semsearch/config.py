@@ -87,7 +87,7 @@ class Settings:
         metadata={"help": "how search ranks: 'hybrid' (meaning and words fused), 'dense' (cosine only) or 'lexical' (BM25 only)"},
     )
     fusion: str = field(
-        default="rrf",
+        default="score",
         metadata={"help": "hybrid mode: 'rrf' (reciprocal rank fusion) or 'score' (weighted sum of min-max normalised scores)"},
     )
     hybrid_weight: float = field(

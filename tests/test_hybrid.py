@@ -45,7 +45,9 @@ def test_lexical_mode_finds_exact_words_and_follows_deletes_and_changes(session:
     assert session.check().ok
 
 
-def test_hits_say_which_retrievers_found_them_and_rrf_is_what_it_says(session: semsearch.Session) -> None:
+def test_hits_say_which_retrievers_found_them_and_rrf_is_what_it_says(tmp_path: Path, corpus: Path) -> None:
+    session = semsearch.open(tmp_path / "rrf", create=True, encoder=HashEncoder(), fusion="rrf")
+    session.ingest([corpus])
     hybrid = session.search("sedimentary rocks layers", k=5, mode="hybrid")
     dense = {h.passage_id: h.rank for h in session.search("sedimentary rocks layers", k=100, mode="dense").hits}
     lexical = {h.passage_id: h.rank for h in session.search("sedimentary rocks layers", k=100, mode="lexical").hits}
@@ -59,6 +61,7 @@ def test_hits_say_which_retrievers_found_them_and_rrf_is_what_it_says(session: s
     top = hybrid.hits[0]
     assert top.found_by == {"dense": 1, "lexical": 1}
     assert [h.score for h in hybrid.hits] == sorted((h.score for h in hybrid.hits), reverse=True)
+    session.close()
 
 
 def test_score_fusion_weights_the_normalised_scores(tmp_path: Path, corpus: Path) -> None:

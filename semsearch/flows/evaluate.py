@@ -133,7 +133,10 @@ def run_queries(
             scores, found = index.search(vectors, wanted)
             lists = [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(found, scores)]
         else:
-            lists = [[(f.id, f.score) for f in retrieve(store, keeper, v, query_terms(texts[q]), fusion, wanted)] for q, v in zip(chunk, vectors)]
+            lists = []
+            for q, v in zip(chunk, vectors):
+                terms = store.lexical.informative(query_terms(texts[q]))
+                lists.append([(f.id, f.score) for f in retrieve(store, keeper, v, terms, fusion, wanted)])
         keys = store.documents.keys_of(sorted({pid for ranked in lists for pid, _ in ranked}))
         for qid, ranked in zip(chunk, lists):
             docs: dict[str, float] = {}

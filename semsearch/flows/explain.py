@@ -55,7 +55,7 @@ def explain(
     decomposition = decompose(query, doc, store.meta.special_tokens, level, index_score, store.meta.pooling)
     lexical = None
     if against is None:  # the words side: the query terms in the passage, and their BM25 parts
-        terms = query_terms(query.text)
+        terms = store.lexical.informative(query_terms(query.text))
         parts = store.lexical.term_scores([passage_id], terms)[passage_id] if terms else []
         lexical = LexicalExplanation(float(sum(parts)), term_shares(parts, terms))
     return Explanation(passage, label, cached_id, decomposition, "query" if against is None else f"passage {against}", lexical)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core.fusion import Fused, combine, query_terms, rrf, sentences
+from ..core.fusion import MAX_TERMS, Fused, combine, query_terms, rrf, sentences
 from ..core.matrices import Decomposition, column_shares, decompose, top_pairs
 from ..core.types import TokenData
 from ..encoder import Encoder
@@ -190,7 +190,7 @@ def search(
     check_k(k)
     check_mode(fusion.mode)
     vector, tokens = encode_query(encoder, text)
-    terms = query_terms(text)
+    terms = store.lexical.informative(query_terms(text))
     found = _found(store, keeper, vector, terms, fusion, k, where, group=group)
     query_id = _cache(store, vector, tokens, cache)
     expls = add_reasons(store, tokens, found, why) if why else {}
@@ -313,7 +313,7 @@ def like(
     check_mode(fusion.mode)
     vector = store.documents.vector(passage_id)
     source = store.documents.passage(passage_id)
-    terms = query_terms(source.text)
+    terms = store.lexical.informative(query_terms(source.text, limit=4 * MAX_TERMS))[:MAX_TERMS]
     found = _found(store, keeper, vector, terms, fusion, k, where, exclude=passage_id, group=group)
     expls = add_reasons(store, store.tokens.of(passage_id, store.codec()), found, why) if why else {}
     if why:
