@@ -22,6 +22,7 @@ import functools
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
@@ -119,6 +120,7 @@ class Session:
         given = None if encoder is None else _SerialEncoder(encoder)
         self._encoders: dict[str, _SerialEncoder] = {} if given is None else {"given": given}
         self._setup = threading.RLock()  # opening the store, loading the encoder: once
+        self._helpers: ThreadPoolExecutor | None = None
         self._writing = threading.Lock()  # ingest, delete, repair, index build: one at a time
         if store_exists(self.path) or not create:
             self.store  # noqa: B018 - opens it, or raises the "no store" error
@@ -146,7 +148,19 @@ class Session:
         assert self._keeper is not None
         return self._keeper
 
+    def _helper(self) -> ThreadPoolExecutor:
+        """Threads that run a search's lexical side while its query is encoded (each keeps its
+        own SQLite connection)."""
+        if self._helpers is None:
+            with self._setup:
+                if self._helpers is None:
+                    self._helpers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="semsearch-lexical")
+        return self._helpers
+
     def close(self) -> None:
+        if self._helpers is not None:
+            self._helpers.shutdown(wait=True)
+            self._helpers = None
         if self._store is not None:
             self._store.close()
 
@@ -211,7 +225,8 @@ class Session:
         querying.check_k(k)  # bad arguments fail before the model loads
         querying.check_query(text)
         fusion, group = self.fusion(mode), _grouped(group_by)
-        return searching.search(self.store, self.keeper, self.encoder, text, k, why, self.settings.query_cache, where, fusion, group)
+        store, keeper, encoder = self.store, self.keeper, self.encoder
+        return searching.search(store, keeper, encoder, text, k, why, self.settings.query_cache, where, fusion, group, self._helper())
 
     @_translated
     def like(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,22 +89,30 @@ def retrieve(
     wanted: int,
     where: Sequence[tuple[str, str]] = (),
     exclude: int | None = None,
+    lexical: list[tuple[int, float]] | None = None,
 ) -> list[Fused]:
-    """At least ``wanted`` passages (where there are), best first, by the fusion's mode."""
+    """At least ``wanted`` passages (where there are), best first, by the fusion's mode;
+    ``lexical`` is the lexical list when it was fetched already (``lexical_depth`` deep)."""
     extra = exclude is not None
     lists: dict[str, list[tuple[int, float]]] = {}
-    depth = max(wanted, fusion.depth) if fusion.mode == "hybrid" else wanted
+    depth = lexical_depth(fusion, wanted)
     if fusion.mode != "lexical":
         scores, ids = ranked(store, keeper, vector, depth + extra, where)
         lists["dense"] = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0 and i != exclude][:depth]
     if fusion.mode != "dense":
-        lists["lexical"] = [(i, s) for i, s in store.lexical.search(terms, depth + extra, where) if i != exclude][:depth]
+        if lexical is None:
+            lexical = store.lexical.search(terms, depth + extra, where)
+        lists["lexical"] = [(i, s) for i, s in lexical if i != exclude][:depth]
     if fusion.mode != "hybrid":
         name = fusion.mode
         return [Fused(pid, score, {name: rank}) for rank, (pid, score) in enumerate(lists[name], start=1)]
     if fusion.method == "rrf":
         return rrf(lists)
     return combine(lists, {"dense": fusion.weight, "lexical": 1.0 - fusion.weight})
+
+
+def lexical_depth(fusion: Fusion, wanted: int) -> int:
+    return max(wanted, fusion.depth) if fusion.mode == "hybrid" else wanted
 
 
 def _cosines(store: Store, vector: NDArray[np.float32], ids: Sequence[int]) -> dict[int, float]:
@@ -123,23 +132,21 @@ def _found(
     where: Sequence[tuple[str, str]],
     exclude: int | None = None,
     group: bool = False,
+    lexical: list[tuple[int, float]] | None = None,
 ) -> list[Hit]:
     """The hits, each with its cosine and BM25. With ``group``, the best passage of each of ``k``
     documents. When the index names only passages the store does not hold (a foreign or tampered
     index file whose counts look right), it is rebuilt from the store and asked again."""
     for attempt in range(2):
-        fused = _ranked_once(store, keeper, vector, terms, fusion, k, where, exclude, group)
+        fused = _ranked_once(store, keeper, vector, terms, fusion, k, where, exclude, group, lexical)
         found = hits(store, fused, k)
         if found or not fused or fusion.mode == "lexical" or attempt:
             break
         logger.warning("the index of %s names passages the store does not hold; rebuilding it", store.path)
         keeper.rebuild()
-    ids = [h.passage_id for h in found]
-    cosines = _cosines(store, vector, ids)
-    bm25 = dict(store.lexical.search(terms, len(ids), only=ids)) if terms else {}
+    cosines = _cosines(store, vector, [h.passage_id for h in found])
     for hit in found:
         hit.cosine = cosines.get(hit.passage_id)
-        hit.bm25 = bm25.get(hit.passage_id, 0.0)
     return found
 
 
@@ -153,9 +160,10 @@ def _ranked_once(
     where: Sequence[tuple[str, str]],
     exclude: int | None,
     group: bool,
+    lexical: list[tuple[int, float]] | None = None,
 ) -> list[Fused]:
     if not group:
-        return retrieve(store, keeper, vector, terms, fusion, k, where, exclude)
+        return retrieve(store, keeper, vector, terms, fusion, k, where, exclude, lexical)
     total = store.stats.kept().passages
     wanted = 4 * k
     while True:
@@ -182,16 +190,22 @@ def search(
     where: Sequence[tuple[str, str]] = (),
     fusion: Fusion = HYBRID,
     group: bool = False,
+    helper: Executor | None = None,
 ) -> SearchResult:
-    """The ``k`` best passages for ``text`` by the fusion's mode; with ``why`` > 0, each hit's
+    """The ``k`` best passages for ``text`` by the fusion's mode (``helper``, a thread pool, runs
+    the lexical search while the query is encoded); with ``why`` > 0, each hit's
     top word pairs and the query terms it holds; ``group`` gives the best passage of each of k
     documents. ``where`` keeps passages whose document metadata has ``field == value`` for every
     pair. The query's tokens are cached for ``explain``."""
     check_k(k)
     check_mode(fusion.mode)
-    vector, tokens = encode_query(encoder, text)
     terms = store.lexical.informative(query_terms(text))
-    found = _found(store, keeper, vector, terms, fusion, k, where, group=group)
+    early = None
+    if fusion.mode != "dense" and not group and helper is not None:
+        # the lexical list does not need the query vector: fetch it while the model encodes
+        early = helper.submit(store.lexical.search, terms, lexical_depth(fusion, k), where)
+    vector, tokens = encode_query(encoder, text)
+    found = _found(store, keeper, vector, terms, fusion, k, where, group=group, lexical=None if early is None else early.result())
     query_id = _cache(store, vector, tokens, cache)
     expls = add_reasons(store, tokens, found, why) if why else {}
     if why:
@@ -244,14 +258,15 @@ def add_terms(store: Store, found: list[Hit], terms: Sequence[str]) -> None:
 
 
 def add_snippets(store: Store, found: list[Hit], terms: Sequence[str], expls: dict[int, Decomposition]) -> None:
-    """Each hit's best-matching sentence with its matched words marked: the sentence with most
-    query terms (FTS5's tokeniser and stemmer decide), else the sentence holding most of the
-    cosine (with ``why``), else the first sentence."""
+    """Each hit's BM25, and its best-matching sentence with its matched words marked: the
+    sentence with most query terms (FTS5's tokeniser and stemmer decide), else the sentence
+    holding most of the cosine (with ``why``), else the first sentence."""
     marked = store.lexical.marked([h.passage_id for h in found], terms)
     for hit in found:
         local = hit.text
-        if hit.passage_id in marked:
-            plain, marks = _unmark(marked[hit.passage_id])
+        hit.bm25, text = marked.get(hit.passage_id, (0.0, ""))
+        if text:
+            plain, marks = _unmark(text)
             if plain == local:
                 hit.snippet = _best_sentence(local, marks, [1.0] * len(marks))
                 continue

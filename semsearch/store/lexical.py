@@ -87,14 +87,18 @@ class Lexical:
                 scores[pid][t] = score
         return scores
 
-    def marked(self, passage_ids: Sequence[int], terms: Sequence[str]) -> dict[int, str]:
-        """The text of each passage that matches any term, with matched words between
-        ``MARK_START`` and ``MARK_END`` (FTS5's own tokeniser and stemmer decide what matches)."""
+    def marked(self, passage_ids: Sequence[int], terms: Sequence[str]) -> dict[int, tuple[float, str]]:
+        """For each passage that matches any term: its BM25 and its text with matched words
+        between ``MARK_START`` and ``MARK_END`` (FTS5's own tokeniser and stemmer decide what
+        matches), in one query."""
         if not terms or not passage_ids:
             return {}
-        sql = "SELECT rowid, highlight(passage_text, 0, ?, ?) FROM passage_text WHERE passage_text MATCH ? AND rowid IN ({marks})"
+        sql = (
+            "SELECT rowid, -bm25(passage_text), highlight(passage_text, 0, ?, ?) FROM passage_text "
+            "WHERE passage_text MATCH ? AND rowid IN ({marks})"
+        )
         rows = in_chunks(self._store.db, sql, list(passage_ids), [MARK_START, MARK_END, expression(terms)])
-        return {int(pid): text for pid, text in rows}
+        return {int(pid): (float(score), text) for pid, score, text in rows}
 
     # check and repair -------------------------------------------------------------------------
     def problems(self) -> list[str]:
