@@ -16,6 +16,10 @@ from .errors import ConfigError
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
+DEFAULT_CODEC = "float16"  # token codec of a new store (scripts/bench_tokens.py measured the options)
+DEFAULT_POOL = "words"  # token pooling of a new store
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting semsearch reads; field metadata holds the help line."""
@@ -56,10 +60,18 @@ class Settings:
         default=32, metadata={"help": "tokens shared by neighbouring passages when splitting"}
     )
     token_codec: str = field(
-        default="float16",
+        default="",
         metadata={
             "help": "how token vectors are stored: 'float16', or a FAISS codec such as 'SQ8', "
-            "'SQ4', 'PQ64' (trained on the first token vectors); fixed when a store is created"
+            f"'SQ4', 'PQ64' (trained on the first token vectors); fixed when a store is created "
+            f"('semsearch recode' changes it); empty means the store's, or '{DEFAULT_CODEC}' for a new store"
+        },
+    )
+    token_pool: str = field(
+        default="",
+        metadata={
+            "help": "'words': one vector per word (the sum of its pieces; every word-level view stays exact) or "
+            f"'pieces': one per word piece (needed for explain --tokens); empty means the store's, or '{DEFAULT_POOL}' for a new store"
         },
     )
     index: str = field(
@@ -105,6 +117,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "backend": ("auto", "onnx", "torch"),
     "long_documents": ("split", "truncate"),
     "search_mode": ("hybrid", "dense", "lexical"),
+    "token_pool": ("", "pieces", "words"),
     "fusion": ("rrf", "score"),
 }
 POSITIVE = ("batch_size", "sort_window", "query_cache", "nprobe", "ef_search", "k_factor", "hybrid_depth")

@@ -224,7 +224,9 @@ class StoreInfo:
     passages: int
     tokens: int
     token_codec: str
+    token_pool: str
     bytes_per_token: float
+    token_bytes_per_passage: float
     token_store_bytes: int
     token_store_share: float
     index_factory: str | None
@@ -305,3 +307,24 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "queries": self.queries, "depth": self.depth, **self.measures, "missing_documents": self.missing_documents}
+
+
+@dataclass
+class RecodeReport:
+    """A store's token storage before and after ``recode``."""
+
+    before: StoreInfo
+    after: StoreInfo
+    passages: int
+    seconds: float
+    changed: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = ("token_codec", "token_pool", "tokens", "bytes_per_token", "token_bytes_per_passage", "token_store_bytes", "store_bytes")
+        return {
+            "changed": self.changed,
+            "passages": self.passages,
+            "seconds": self.seconds,
+            "before": {k: getattr(self.before, k) for k in keys},
+            "after": {k: getattr(self.after, k) for k in keys},
+        }

@@ -49,6 +49,7 @@ from .results import (
     IndexReport,
     IngestProgress,
     IngestReport,
+    RecodeReport,
     SearchResult,
     StoreInfo,
 )
@@ -351,6 +352,13 @@ class Session:
             return maintenance.check(self.store, self.keeper)
         with self._writing, held_write_lock(self.path, "repair when it has finished"):
             return maintenance.check(self.store, self.keeper, repair=True, force=force)
+
+    @_translated
+    def recode(self, codec: str | None = None, pool: str | None = None, progress: Callable[[int, int], None] | None = None) -> RecodeReport:
+        """Rewrite the stored token vectors with another ``codec`` (float16, SQ8, SQ4, PQ64…)
+        and/or ``pool='words'`` (one vector per word), without the model; crash-safe and resumable."""
+        with self._writing, held_write_lock(self.path):
+            return maintenance.recode(self.store, codec, pool, progress)
 
     @_translated
     def build_index(self, factory: str | None = None) -> IndexReport:

@@ -193,7 +193,7 @@ def test_an_older_store_is_upgraded_by_the_migrations(tmp_path: Path) -> None:
     db.conn.commit()
     db.close()
     with Store.open(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 5
+        assert store.schema_version() == SCHEMA_VERSION == 6
         assert store.db.execute("SELECT ingested_at FROM documents WHERE key = 'k'").fetchone()[0] > 0
         assert store.stats.kept().fingerprint == (2, 7)  # m004 counted what was there
         assert store.stats.counted().passages == 2

@@ -30,7 +30,7 @@ from .common import (
     reports_errors,
 )
 from .serve import serve
-from .store import check, delete, eval_command, index_app, list_command
+from .store import check, delete, eval_command, index_app, list_command, recode
 
 app = typer.Typer(
     help="Semantic search that shows why a passage matched, from stored token vectors.",
@@ -312,6 +312,7 @@ app.command()(check)
 app.command()(delete)
 app.command("list")(list_command)
 app.command()(serve)
+app.command()(recode)
 
 
 def main() -> None:

@@ -149,3 +149,39 @@ def list_command(
         table.add_row(d.key, d.source, f"{d.passages:,}", when)
     out.print(table)
     err.print(f"{len(docs):,} {'document' if len(docs) == 1 else 'documents'}", highlight=False)
+
+
+# recode --------------------------------------------------------------------------------------
+@reports_errors
+def recode(
+    codec: Annotated[str | None, typer.Option("--codec", help="token codec: float16, SQ8, SQ4, PQ64, … [default: the store's]", show_default=False)] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="'words' (one vector per word; the word view stays exact) or 'pieces' [default: the store's]", show_default=False)] = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Rewrite the stored token vectors with another codec or pooled into words, without the model.
+
+    Batches go into a shadow table that replaces the tokens in one transaction at the end: an
+    interrupted recode leaves the store as it was, and running it again resumes. Word pieces
+    pooled into words cannot be recoded back.
+    """
+    if codec is None and pool is None:
+        raise typer.BadParameter("give --codec and/or --pool")
+    if pool is not None and pool not in ("words", "pieces"):
+        raise typer.BadParameter(f"--pool takes 'words' or 'pieces', not {pool!r}")
+    with open_session(config, store=store) as session:
+        with err.status("recoding the token vectors…", spinner="dots") as status:
+            report = session.recode(codec, pool, lambda done, total: status.update(f"recoding the token vectors… {done:,} of {total:,} passages"))
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+        return
+    if not report.changed:
+        out.print(f"the store already keeps tokens as {report.before.token_codec}, per {report.before.token_pool[:-1]}; nothing to do", highlight=False)
+        return
+    b, a = report.before, report.after
+    out.print(f"recoded {report.passages:,} passages in {report.seconds:.1f} s", highlight=False)
+    out.print(f"  before: {b.token_codec}, {b.token_pool}: {b.tokens:,} vectors, {b.bytes_per_token:,.1f} B each, "
+              f"{b.token_bytes_per_passage:,.0f} B a passage; store {b.store_bytes / 1e6:,.1f} MB", highlight=False)
+    out.print(f"  after:  {a.token_codec}, {a.token_pool}: {a.tokens:,} vectors, {a.bytes_per_token:,.1f} B each, "
+              f"{a.token_bytes_per_passage:,.0f} B a passage; store {a.store_bytes / 1e6:,.1f} MB", highlight=False)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import QueryError
 from .types import TokenData
 
 LEVELS = ("word", "token")
@@ -94,12 +95,13 @@ def token_side(tokens: TokenData, special_tokens: dict[int, str], level: str = "
     )
     groups: list[list[int]] = []
     labels: list[str] = []
+    pooled = tokens.pieces is not None  # rows are whole words already
     for i, (a, b) in enumerate(spans):
         if special[i]:
             groups.append([i])
             labels.append(special_tokens.get(int(tokens.token_ids[i]), "[?]"))
             continue
-        joined = i > 0 and not special[i - 1] and _continues(tokens.text, spans[i - 1], (a, b))
+        joined = not pooled and i > 0 and not special[i - 1] and _continues(tokens.text, spans[i - 1], (a, b))
         if joined and level == "word":
             groups[-1].append(i)
             labels[-1] = tokens.text[spans[groups[-1][0]][0] : b]
@@ -111,9 +113,10 @@ def token_side(tokens: TokenData, special_tokens: dict[int, str], level: str = "
 
 
 def contribution_matrix(q: NDArray[np.floating[Any]], d: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
-    """Token-pair contributions; their sum is cos(mean q, mean d)."""
-    n, m = len(q), len(d)
-    scale = n * m * float(np.linalg.norm(q.mean(axis=0))) * float(np.linalg.norm(d.mean(axis=0)))
+    """Row-pair contributions ``qᵢ·dⱼ / (|Σq| |Σd|)``; their sum is cos(Σq, Σd), the cosine of the
+    mean-pooled vectors. For piece rows this is ``qᵢ·dⱼ / (n m |q̄| |d̄|)``; word rows (each the sum
+    of its pieces) give each word's contribution, the sum of its pieces'."""
+    scale = float(np.linalg.norm(q.sum(axis=0))) * float(np.linalg.norm(d.sum(axis=0)))
     return ((q @ d.T) / max(scale, 1e-12)).astype(np.float32)
 
 
@@ -153,6 +156,11 @@ def decompose(
     pooling: str = "mean",
 ) -> Decomposition:
     """Both matrices for ``query`` against ``doc`` at word or token level."""
+    if level == "token" and (query.pieces is not None or doc.pieces is not None):
+        raise QueryError(
+            "the token view needs word pieces, but this store keeps one vector per word (token_pool: words); "
+            "use the word view, or ingest into a store made with token_pool: pieces"
+        )
     q = query.vectors.astype(np.float64)
     d = doc.vectors.astype(np.float64)
     qs, ds = token_side(query, special_tokens, level), token_side(doc, special_tokens, level)

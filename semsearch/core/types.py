@@ -17,6 +17,7 @@ class TokenData:
     vectors: NDArray[np.float32]
     token_ids: NDArray[np.int32]
     offsets: NDArray[np.int32]
+    pieces: NDArray[np.int32] | None = None  # word rows: pieces summed into each (None: one piece a row)
 
 
 @dataclass
@@ -61,3 +62,4 @@ class NewPassage:
     token_ids: NDArray[np.int32]
     offsets: NDArray[np.int32]
     token_vectors: NDArray[np.float32]
+    pieces: NDArray[np.int32] | None = None  # word-pooled rows: pieces per row

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ..config import Settings
+from ..config import DEFAULT_CODEC, DEFAULT_POOL, Settings
 from ..core import codec as codecs
+from ..core.pooling import pool_words
 from ..core.types import NewPassage, Span
 from ..documents import Document, Item, Rejected
 from ..encoder import Encoder
@@ -89,11 +90,13 @@ def write_skipped(directory: Path, rejected: list[Rejected]) -> Path:
 def prepare_store(store: Store, encoder: Encoder, settings: Settings) -> None:
     """Record the model in a new store, or check that an existing store was built with it."""
     if store.meta.model is None:
-        codecs.get_codec(settings.token_codec, encoder.dim)  # an unknown codec fails before anything is set
-        store.set_meta(StoreMeta.for_encoder(encoder, settings.token_codec, settings.index, settings.long_documents))
+        codec = settings.token_codec or DEFAULT_CODEC
+        codecs.get_codec(codec, encoder.dim)  # an unknown codec fails before anything is set
+        pool = settings.token_pool or DEFAULT_POOL
+        store.set_meta(StoreMeta.for_encoder(encoder, codec, settings.index, settings.long_documents, pool))
         return
     store.meta.check_encoder(encoder, store.path)
-    store.meta.check_codec(settings.token_codec, store.path)
+    store.meta.check_codec(settings.token_codec, settings.token_pool, store.path)
 
 
 def _chunks(documents: Iterable[Document], encoder: Encoder, settings: Settings) -> Iterator[list[tuple[Document, list[Span]]]]:
@@ -185,7 +188,7 @@ def ingest(
                     report.replaced += doc.key in stored
                     report.tokens += sum(span.n_tokens for span in spans)
                 todo = [(d, s) for d, s in todo if len(s) <= limit]
-                docs, tokens = _encode(encoder, todo, settings.batch_size, functools.partial(tell.within, len(chunk)))
+                docs, tokens = _encode(encoder, todo, settings.batch_size, functools.partial(tell.within, len(chunk)), store.meta.token_pool)
                 if docs and codec.needs_training:
                     train_codec(store, codec, [p.token_vectors for _, ps in docs for p in ps])
                 if pending is not None:
@@ -249,7 +252,7 @@ def _stream(
     parts = iter(range(0, len(spans), limit))
 
     def encoded(start: int) -> list[NewPassage]:
-        ((_, passages),), _ = _encode(encoder, [(doc, spans[start : start + limit])], settings.batch_size, lambda done, of: None)
+        ((_, passages),), _ = _encode(encoder, [(doc, spans[start : start + limit])], settings.batch_size, lambda done, of: None, store.meta.token_pool)
         for passage in passages:
             passage.ordinal += start
         return passages
@@ -324,10 +327,10 @@ def train_codec(store: Store, codec: codecs.Codec, matrices: list[NDArray[np.flo
 
 
 def _encode(
-    encoder: Encoder, todo: list[tuple[Document, list[Span]]], batch_size: int, on_batch: Callable[[int, int], None]
+    encoder: Encoder, todo: list[tuple[Document, list[Span]]], batch_size: int, on_batch: Callable[[int, int], None], pool: str = "pieces"
 ) -> tuple[Chunk, int]:
     """Encode a chunk's passages, shortest first (little padding): (documents with passages, tokens).
-    ``on_batch(encoded, of)`` follows each batch."""
+    ``on_batch(encoded, of)`` follows each batch; ``pool`` 'words' sums each word's pieces."""
     items = [(d, o, span) for d, (doc, spans) in enumerate(todo) for o, span in enumerate(spans)]
     items.sort(key=lambda item: item[2].n_tokens)
     per_doc: list[list[NewPassage | None]] = [[None] * len(spans) for _, spans in todo]
@@ -336,16 +339,18 @@ def _encode(
         batch = items[start : start + batch_size]
         texts = [todo[d][0].text[span.start : span.end] for d, _, span in batch]
         for (d, o, span), enc in zip(batch, encoder.encode(texts)):
+            tokens += len(enc.tokens.token_ids)
+            kept = pool_words(enc.tokens, encoder.special_tokens) if pool == "words" else enc.tokens
             per_doc[d][o] = NewPassage(
                 ordinal=o,
                 char_start=span.start,
                 char_end=span.end,
                 vector=enc.vector,
-                token_ids=enc.tokens.token_ids,
-                offsets=enc.tokens.offsets,
-                token_vectors=enc.tokens.vectors,
+                token_ids=kept.token_ids,
+                offsets=kept.offsets,
+                token_vectors=kept.vectors,
+                pieces=kept.pieces,
             )
-            tokens += len(enc.tokens.token_ids)
         on_batch(start + len(batch), len(items))
     docs = [(doc, [p for p in per_doc[d] if p is not None]) for d, (doc, _) in enumerate(todo)]
     return docs, tokens

@@ -3,15 +3,19 @@ the index type; none of it needs the model."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..core import codec as codecs
+from ..core.pooling import POOLS, pool_words
+from ..core.types import NewPassage, TokenData
 from ..errors import ConfigError, NotFoundError
 from ..index import VectorIndex, read_info
-from ..results import CheckReport, DeleteReport, IndexReport, Problem, StoreInfo
+from ..results import CheckReport, DeleteReport, IndexReport, Problem, RecodeReport, StoreInfo
 from ..store import SCHEMA_VERSION, Store
 from .indexing import IndexKeeper, build_from_store, current_factory, recorded_factory
 
@@ -31,7 +35,9 @@ def describe(store: Store) -> StoreInfo:
         passages=kept.passages,
         tokens=kept.tokens,
         token_codec=meta.token_codec,
+        token_pool=meta.token_pool,
         bytes_per_token=kept.token_bytes / kept.tokens if kept.tokens else 0.0,
+        token_bytes_per_passage=kept.token_bytes / kept.passages if kept.passages else 0.0,
         token_store_bytes=kept.token_bytes,
         token_store_share=kept.token_bytes / size if size else 0.0,
         index_factory=meta.index_factory,
@@ -305,3 +311,63 @@ def build_index(store: Store, keeper: IndexKeeper, factory: str | None = None) -
     keeper.replace(index)
     store.set_meta({"index_factory": chosen})
     return IndexReport(chosen, index.factory, index.ntotal, time.perf_counter() - started)
+
+
+RECODE_BATCH = 2_000  # passages rewritten per transaction
+
+
+def recode(store: Store, codec_name: str | None, pool: str | None, progress: Callable[[int, int], None] | None = None) -> RecodeReport:
+    """Rewrite every passage's token vectors with another codec and/or pooled into words, in
+    batches into a shadow table that replaces the tokens in one transaction at the end: killed at
+    any moment, the store keeps its old tokens, and the same command resumes. No model needed."""
+    started = time.perf_counter()
+    meta, before = store.meta, describe(store)
+    target_codec = codec_name or meta.token_codec
+    target_pool = pool or meta.token_pool
+    if target_pool not in POOLS:
+        raise ConfigError(f"--pool must be one of {', '.join(POOLS)}, not {target_pool!r}")
+    if meta.token_pool == "words" and target_pool == "pieces":
+        raise ConfigError("this store keeps one vector per word: its word pieces are gone and cannot be recoded back; ingest again into a new store")
+    if (target_codec, target_pool) == (meta.token_codec, meta.token_pool):
+        return RecodeReport(before, before, 0, time.perf_counter() - started, changed=False)
+    old, new = store.codec(), codecs.get_codec(target_codec, meta.dim)
+
+    def convert(tokens: TokenData) -> TokenData:
+        return pool_words(tokens, meta.special_tokens) if target_pool == "words" else tokens
+
+    target = json.dumps({"codec": target_codec, "pool": target_pool, "from": [meta.token_codec, meta.token_pool]})
+    after_id = store.tokens.start_recode(target)
+    if new.needs_training:
+        state = store.blob("token_codec_recode")
+        if after_id and state is not None:  # resuming: the rows so far were coded with this state
+            new = codecs.get_codec(target_codec, meta.dim, state)
+        else:
+            sample: list[NDArray[np.float32]] = []
+            last = 0
+            while sum(len(m) for m in sample) < codecs.TRAIN_TOKENS:
+                batch = store.tokens.token_data(last, 500, old)
+                if not batch:
+                    break
+                sample += [convert(tokens).vectors for _, tokens in batch]
+                last = batch[-1][0]
+            new.train(sample)
+            store.set_blob("token_codec_recode", new.state())
+            after_id = store.tokens.start_recode(target, fresh=True)
+    total, done = store.stats.kept().passages, 0
+    while True:
+        batch = store.tokens.token_data(after_id, RECODE_BATCH, old)
+        if not batch:
+            break
+        rows = []
+        for pid, tokens in batch:
+            kept = convert(tokens)
+            passage = NewPassage(0, 0, 0, np.zeros(0, np.float32), kept.token_ids, kept.offsets, kept.vectors, kept.pieces)
+            rows.append(store.tokens.row(pid, passage, new))
+        store.tokens.write_recoded(rows)
+        after_id = batch[-1][0]
+        done += len(batch)
+        if progress:
+            progress(done, total)
+    store.tokens.finish_recode({"token_codec": target_codec, "token_pool": target_pool}, new.state())
+    store.vacuum()  # the old tokens' pages go back to the disk
+    return RecodeReport(before, describe(store), total, time.perf_counter() - started)

@@ -82,6 +82,7 @@ class Store:
         self.read_only = False  # a store on a read-only mount: search, explain and info only
         self._write = threading.RLock()
         self._codec: codecs.Codec | None = None
+        self._codec_version: str | None = None
         self._codec_lock = threading.Lock()
         self.meta = StoreMeta()
         self.documents = Documents(self)
@@ -248,10 +249,16 @@ class Store:
         self._codec = None
 
     def codec(self) -> codecs.Codec:
-        """The store's token codec, trained state included (read once)."""
+        """The store's token codec, trained state included: read once, and again after another
+        process recoded the tokens (``meta.token_version`` moved)."""
         with self._codec_lock:
-            if self._codec is None:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'token_version'").fetchone()
+            version = None if row is None else str(row[0])
+            if self._codec is None or version != self._codec_version:
+                if version != self._codec_version:
+                    self.refresh_meta()
                 self._codec = codecs.get_codec(self.meta.token_codec, self.meta.dim, self.blob("token_codec"), bounded_memory)
+                self._codec_version = version
             return self._codec
 
     def schema_version(self) -> int:
@@ -272,6 +279,12 @@ class Store:
         will stay (a reader holding an old snapshot can leave part of it for later)."""
         if not self.read_only:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def vacuum(self) -> None:
+        """Rewrite the database file without its free pages (after a recode dropped the old tokens)."""
+        with self._write:
+            self.db.execute("VACUUM")
+        self.checkpoint()
 
     def file_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())

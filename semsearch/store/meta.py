@@ -39,6 +39,7 @@ class StoreMeta:
     pooling: str = "mean"
     max_tokens: int = 0
     token_codec: str = "float16"
+    token_pool: str = "pieces"  # stores made before word pooling kept pieces
     special_tokens: dict[int, str] = field(default_factory=dict)
     index_factory: str | None = None
     long_documents: str | None = None
@@ -59,6 +60,7 @@ class StoreMeta:
             pooling=values.get("pooling") or "mean",
             max_tokens=max_tokens,
             token_codec=values.get("token_codec") or "float16",
+            token_pool=values.get("token_pool") or "pieces",
             special_tokens=specials,
             index_factory=values.get("index_factory"),
             long_documents=values.get("long_documents"),
@@ -66,7 +68,7 @@ class StoreMeta:
         )
 
     @staticmethod
-    def for_encoder(encoder: EncoderFacts, token_codec: str, index_factory: str, long_documents: str) -> dict[str, str]:
+    def for_encoder(encoder: EncoderFacts, token_codec: str, index_factory: str, long_documents: str, token_pool: str = "pieces") -> dict[str, str]:
         """The values a new store records for ``encoder`` and the settings."""
         return {
             "model": encoder.name,
@@ -74,6 +76,7 @@ class StoreMeta:
             "pooling": encoder.pooling,
             "max_tokens": str(encoder.max_tokens),
             "token_codec": token_codec,
+            "token_pool": token_pool,
             "special_tokens": json.dumps({str(k): v for k, v in encoder.special_tokens.items()}),
             "index_factory": index_factory,
             "long_documents": long_documents,
@@ -88,11 +91,17 @@ class StoreMeta:
                     f"loaded; pass --model {self.model!r} or use a new --store"
                 )
 
-    def check_codec(self, token_codec: str, where: Path) -> None:
-        if self.token_codec != token_codec:
+    def check_codec(self, token_codec: str, token_pool: str, where: Path) -> None:
+        """Settings that name a codec or pooling (empty: the store's) must be the store's."""
+        if token_codec and self.token_codec != token_codec:
             raise StoreError(
                 f"store {where} keeps tokens as {self.token_codec!r} but the settings ask "
-                f"for {token_codec!r}; use the store's codec or a new --store"
+                f"for {token_codec!r}; use the store's codec, 'semsearch recode --codec {token_codec}', or a new --store"
+            )
+        if token_pool and self.token_pool != token_pool:
+            raise StoreError(
+                f"store {where} keeps token vectors per {self.token_pool[:-1]} but the settings ask for {token_pool}; "
+                f"leave token_pool empty, run 'semsearch recode --pool {token_pool}', or use a new --store"
             )
 
 

@@ -107,18 +107,20 @@ def m004_count_passages(db: sqlite_utils.Database) -> None:
             WHERE id = 1;
         END"""
     )
-    db.execute(
-        """CREATE TRIGGER token_stats_insert AFTER INSERT ON tokens BEGIN
-            UPDATE passage_stats SET tokens = tokens + NEW.n,
-                token_bytes = token_bytes + length(NEW.codes) WHERE id = 1;
-        END"""
-    )
-    db.execute(
-        """CREATE TRIGGER token_stats_delete AFTER DELETE ON tokens BEGIN
-            UPDATE passage_stats SET tokens = tokens - OLD.n,
-                token_bytes = token_bytes - length(OLD.codes) WHERE id = 1;
-        END"""
-    )
+    for sql in TOKEN_TRIGGERS:
+        db.execute(sql)
+
+
+TOKEN_TRIGGERS = (  # made again when a recode swaps the tokens table
+    """CREATE TRIGGER token_stats_insert AFTER INSERT ON tokens BEGIN
+        UPDATE passage_stats SET tokens = tokens + NEW.n,
+            token_bytes = token_bytes + length(NEW.codes) WHERE id = 1;
+    END""",
+    """CREATE TRIGGER token_stats_delete AFTER DELETE ON tokens BEGIN
+        UPDATE passage_stats SET tokens = tokens - OLD.n,
+            token_bytes = token_bytes - length(OLD.codes) WHERE id = 1;
+    END""",
+)
 
 
 # The lexical index's tokeniser: Porter stemming over unicode61 with diacritics folded
@@ -153,7 +155,13 @@ LEXICAL_FILL = (
     "FROM passages p JOIN documents d ON d.id = p.document_id"
 )
 
-SCHEMA_VERSION = 5  # the number of migrations above
+@migrations()
+def m006_add_token_pieces(db: sqlite_utils.Database) -> None:
+    """Word-pooled token rows keep each row's piece count (NULL: one piece a row)."""
+    db.execute("ALTER TABLE tokens ADD COLUMN pieces BLOB")
+
+
+SCHEMA_VERSION = 6  # the number of migrations above
 
 
 def connect(db_file: Path, read_only: bool = False) -> sqlite_utils.Database:
