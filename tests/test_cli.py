@@ -100,7 +100,7 @@ def test_explain_uses_the_cached_query_and_its_sum_is_the_score(ingested: Path, 
     assert np.array(data["cosine"]).max() <= 1.0 + 1e-6
 
 
-def test_explain_terminal_view_png_and_modes(ingested: Path, tmp_path: Path) -> None:
+def test_explain_terminal_view_png_and_modes(ingested: Path, tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run("search", "moon earth")
     png = tmp_path / "why.png"
     result = run("explain", "--id", "3", "--mode", "contribution", "--png", str(png))
@@ -108,11 +108,16 @@ def test_explain_terminal_view_png_and_modes(ingested: Path, tmp_path: Path) -> 
     assert "sum of the contribution matrix" in result.stdout
     assert "top pairs" in result.stdout and "% of the score" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    refused = run("explain", "--id", "3", "--tokens")  # the default store keeps one vector per word
+    assert refused.exit_code == 1 and "token_pool: pieces" in refused.output
     words = json.loads(run("explain", "--id", "3", "--json").stdout)
-    pieces = json.loads(run("explain", "--id", "3", "--json", "--tokens").stdout)
+    monkeypatch.setenv("SEMSEARCH_TOKEN_POOL", "pieces")
+    assert run("ingest", str(corpus), "-q", "--store", "pieces-store").exit_code == 0
+    run("search", "moon earth", "--store", "pieces-store")
+    pieces = json.loads(run("explain", "--id", "3", "--json", "--tokens", "--store", "pieces-store").stdout)
     assert len(pieces["passage"]["labels"]) > len(words["passage"]["labels"])  # orbits → orbi ##ts
     assert "orbits" in words["passage"]["labels"] and "##ts" in pieces["passage"]["labels"]
-    assert words["sum"] == pytest.approx(pieces["sum"], abs=1e-6)  # float32 cells
+    assert words["sum"] == pytest.approx(pieces["sum"], abs=1e-4)  # two stores: float16 of word sums vs of pieces
 
 
 def test_explain_against_query_text_and_another_passage(ingested: Path) -> None:

@@ -99,9 +99,10 @@ class StoreMeta:
                 f"for {token_codec!r}; use the store's codec, 'semsearch recode --codec {token_codec}', or a new --store"
             )
         if token_pool and self.token_pool != token_pool:
+            fix = "'semsearch recode --pool words'" if token_pool == "words" else "a new --store (pooled pieces cannot come back)"
             raise StoreError(
                 f"store {where} keeps token vectors per {self.token_pool[:-1]} but the settings ask for {token_pool}; "
-                f"leave token_pool empty, run 'semsearch recode --pool {token_pool}', or use a new --store"
+                f"leave token_pool empty (the store's), or use {fix}"
             )
 
 
