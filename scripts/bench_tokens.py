@@ -63,6 +63,7 @@ OPTIONS = [
     Option("pieces, SQ8", "pieces", "SQ8"),
     Option("words, float16", "words", "float16"),
     Option("words, SQ8", "words", "SQ8"),
+    Option("words, SQ6", "words", "SQ6"),
     Option("words, SQ4", "words", "SQ4"),
     Option("words, PQ64", "words", "PQ64"),
     Option("words + other, float16", "other", "float16"),
@@ -148,7 +149,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=200, help="STS-B test pairs for errors and AOPC")
     parser.add_argument("--reuters", type=int, default=3000, help="Reuters paragraphs for bytes per passage")
     parser.add_argument("--scifact", type=int, default=1000, help="SciFact abstracts for bytes per passage")
+    parser.add_argument("--only", nargs="+", help="options whose name contains one of these (the first, today's, always runs)")
     args = parser.parse_args()
+    options = [o for i, o in enumerate(OPTIONS) if i == 0 or not args.only or any(w in o.name for w in args.only)]
     enc = SentenceTransformerEncoder("all-MiniLM-L6-v2", "cpu")
     specials = enc.special_tokens
 
@@ -163,7 +166,7 @@ def main() -> None:
     print("| option | Reuters B/passage | SciFact B/passage | vs today | word cos err mean | p99 | max sum err | AOPC | explain ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     today: dict[str, float] = {}
-    for option in OPTIONS:
+    for option in options:
         codec = codecs.get_codec(option.codec, enc.dim)
         if codec.needs_training:
             sample = []

@@ -16,7 +16,7 @@ from .errors import ConfigError
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
-DEFAULT_CODEC = "float16"  # token codec of a new store (scripts/bench_tokens.py measured the options)
+DEFAULT_CODEC = "SQ6"  # token codec of a new store: the smallest that stays faithful (scripts/bench_tokens.py, README)
 DEFAULT_POOL = "words"  # token pooling of a new store
 
 

@@ -40,7 +40,9 @@ def test_ingest_reports_counts_and_splits_long_documents(fake_encoder: object, c
     assert info["documents"] == 5
     assert info["passages"] > 5  # the long document became several passages
     assert info["index_vectors"] == info["passages"]
-    assert info["bytes_per_token"] == 2 * 16  # float16, 16 dimensions
+    assert info["token_codec"] == "SQ6" and info["token_pool"] == "words"  # the defaults of a new store
+    assert info["bytes_per_token"] == pytest.approx(info["token_store_bytes"] / info["tokens"])
+    assert 6 * 16 / 8 <= info["bytes_per_token"] < 6 * 16 / 8 + 1  # 6 bits a dimension, and 4 bytes a passage
     assert info["model"] == "hash-encoder"
 
 

@@ -79,7 +79,8 @@ def test_ingest_on_onnx_stores_what_pytorch_stores(tmp_path: Path, torch_encoder
     docs = [Document(f"s{i}", text) for i, text in enumerate(stsb_sentences(200))]
     stores = {}
     for name, encoder in (("torch", torch_encoder), ("onnx", onnx_encoder)):
-        with semsearch.open(tmp_path / name, create=True, encoder=encoder) as s:
+        # float16 pieces: the backends' parity, not a codec's quantisation (each store trains its own)
+        with semsearch.open(tmp_path / name, create=True, encoder=encoder, token_codec="float16", token_pool="pieces") as s:
             s.ingest(docs)
             ids, vectors = next(s.store.documents.iter_vectors())
             codec = s.store.codec()
@@ -110,7 +111,7 @@ def test_query_commands_need_no_torch(arc_store: Path, tmp_path: Path) -> None:
         assert proc.returncode == 0, f"{name}: {proc.stderr}"
         outputs[name] = json.loads(proc.stdout)
     top = outputs["search"]["hits"][0]
-    assert top["document_key"] == "Mercury_7216895" and top["score"] == pytest.approx(0.7217, abs=1e-4)
+    assert top["document_key"] == "Mercury_7216895" and top["cosine"] == pytest.approx(0.7217, abs=1e-4)
     assert len(outputs["search --queries"]) == 2
     assert abs(outputs["explain --query"]["residual"]) < 1e-4
     assert outputs["eval"]["MRR@10"] == pytest.approx(1.0)

@@ -63,7 +63,8 @@ def test_ingest_search_explain_reproduce_the_fever_example(arc_store: Path, tmp_
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["query"]["text"] == QUERY
-    assert abs(data["residual"]) < 1e-4 and data["index_score"] == pytest.approx(top["score"], abs=1e-6)
+    assert abs(data["residual"]) < 1e-4 and data["index_score"] == pytest.approx(top["cosine"], abs=1e-6)
+    assert top["cosine"] == pytest.approx(0.7217, abs=1e-4) and top["found_by"] == {"dense": 1, "lexical": 1}
     assert data["top_pairs"][0]["query"] == "fever" and data["top_pairs"][0]["passage"] == "fever"
     assert png.stat().st_size > 10_000
 

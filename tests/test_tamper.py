@@ -35,8 +35,10 @@ def one_line_error(result: object, *words: str) -> None:
 
 
 @pytest.fixture
-def store(fake_encoder: object, corpus: Path) -> Path:
+def store(fake_encoder: object, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SEMSEARCH_TOKEN_CODEC", "float16")  # the codec attacks below assume float16 tokens
     assert run("ingest", str(corpus), "-q").exit_code == 0
+    monkeypatch.delenv("SEMSEARCH_TOKEN_CODEC")
     assert run("search", "fever bacteria").exit_code == 0
     return Path("semsearch-store")
 

@@ -26,6 +26,7 @@ DOCS = [
 
 
 def make(path: Path, **settings: object) -> semsearch.Session:
+    settings.setdefault("token_codec", "float16")  # pooling compared without a codec's quantisation
     s = semsearch.open(path, create=True, encoder=HashEncoder(), **settings)
     s.ingest(DOCS)
     return s
@@ -80,9 +81,11 @@ def test_recode_pools_and_changes_the_codec_in_place(tmp_path: Path) -> None:
     assert not s.recode(codec="SQ8").changed
     with pytest.raises(ConfigError, match="cannot be recoded back"):
         s.recode(pool="pieces")
-    with pytest.raises(StoreError, match="pooled pieces cannot come back"):
-        s.ingest([{"id": "x", "text": "y"}])  # this session's settings still ask for pieces
+    with pytest.raises(StoreError, match="recode --codec float16"):
+        s.ingest([{"id": "x", "text": "y"}])  # this session's settings still ask for float16 pieces
     s.close()
+    with pytest.raises(StoreError, match="pooled pieces cannot come back"):
+        semsearch.open(tmp_path / "s", encoder=HashEncoder(), token_pool="pieces").ingest([{"id": "x", "text": "y"}])
     with semsearch.open(tmp_path / "s", encoder=HashEncoder()) as later:  # settings left empty: the store's
         later.ingest([{"id": "new", "text": "Glaciers carve valleys."}])
         found = later.search("glaciers", k=1, mode="lexical").hits[0]
@@ -132,13 +135,13 @@ def test_another_process_sees_the_recoded_tokens(tmp_path: Path) -> None:
 def test_recode_command(tmp_path: Path, corpus: Path, fake_encoder: object) -> None:
     assert runner.invoke(app, ["ingest", str(corpus), "-q"]).exit_code == 0
     info = json.loads(runner.invoke(app, ["info", "--json"]).stdout)
-    assert info["token_pool"] == "words" and info["token_codec"] == "float16"  # the defaults for a new store
-    result = runner.invoke(app, ["recode", "--codec", "SQ8", "--json"])
+    assert info["token_pool"] == "words" and info["token_codec"] == "SQ6"  # the defaults for a new store
+    result = runner.invoke(app, ["recode", "--codec", "SQ4", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["before"]["token_codec"] == "float16" and data["after"]["token_codec"] == "SQ8"
+    assert data["before"]["token_codec"] == "SQ6" and data["after"]["token_codec"] == "SQ4"
     assert data["after"]["token_bytes_per_passage"] < data["before"]["token_bytes_per_passage"]
-    text = runner.invoke(app, ["recode", "--codec", "SQ8"])
+    text = runner.invoke(app, ["recode", "--codec", "SQ4"])
     assert text.exit_code == 0 and "nothing to do" in text.stdout
     assert runner.invoke(app, ["recode"]).exit_code == 2
     assert runner.invoke(app, ["recode", "--pool", "letters"]).exit_code == 2

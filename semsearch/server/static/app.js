@@ -382,6 +382,12 @@ async function loadInfo() {
   try {
     const info = await api("/api/info", {});
     $("store").textContent = `${info.passages.toLocaleString()} passages from ${info.documents.toLocaleString()} documents · ${info.model}`;
+    if (info.token_pool === "words") {
+      // the store keeps one vector per word: there are no pieces to show
+      const tokens = document.querySelector("input[name=level][value=token]");
+      tokens.disabled = true;
+      tokens.parentElement.title = "this store keeps one vector per word (token_pool: words)";
+    }
   } catch (error) {
     /* shown by the search that follows */
   }
