@@ -28,11 +28,12 @@ def pool_words(tokens: TokenData, special_tokens: dict[int, str]) -> TokenData:
     if tokens.pieces is not None:
         return tokens  # pooled already
     side = token_side(tokens, special_tokens, "word")
-    vectors = np.vstack([tokens.vectors[g].astype(np.float64).sum(axis=0) for g in side.groups]).astype(np.float32)
+    starts = [g[0] for g in side.groups]  # a word's pieces are consecutive rows
+    vectors = np.add.reduceat(tokens.vectors.astype(np.float64), starts, axis=0).astype(np.float32)
     return replace(
         tokens,
         vectors=vectors,
-        token_ids=np.array([tokens.token_ids[g[0]] for g in side.groups], dtype=np.int32),
+        token_ids=tokens.token_ids[starts].astype(np.int32),
         offsets=np.array(side.spans, dtype=np.int32).reshape(-1, 2),
         pieces=np.array([len(g) for g in side.groups], dtype=np.int32),
     )
