@@ -4,7 +4,7 @@ without an ingest into the same store running beside it.
 The server runs in its own process on a copy of the store (the ingest phase adds to it); the
 clients are threads of this process, each with one keep-alive HTTP connection, asking one request
 after another for a bounded time. Queries are Reuters paragraphs that are not in the store (their
-first 12 words); explains use (passage, query id) pairs from those searches, so they need no
+first 12 words), in hybrid mode (the default) and in dense mode; explains use (passage, query id) pairs from those searches, so they need no
 model (they are taken from 30 fresh searches before each explain row: the server keeps the
 token vectors of the last 100 queries, the ``query_cache`` setting). The ingest is `semsearch ingest` of further Reuters paragraphs in a third process.
 Everything shares this machine's cores: the clients' own time is inside the latencies.
@@ -120,8 +120,8 @@ def run_clients(port: int, paths: list[str], clients: int, seconds: float) -> di
     }
 
 
-def search_path(text: str) -> str:
-    return "/api/search?" + urllib.parse.urlencode({"q": text, "k": 10})
+def search_path(text: str, mode: str = "hybrid") -> str:
+    return "/api/search?" + urllib.parse.urlencode({"q": text, "k": 10, "mode": mode})
 
 
 def main() -> None:
@@ -144,8 +144,8 @@ def main() -> None:
         port = free_port()
         server = start_server(store, port)
         try:
-            searches = [search_path(q) for q in queries]
-            for path in searches[:20]:  # warm-up
+            searches = {mode: [search_path(q, mode) for q in queries] for mode in ("hybrid", "dense")}
+            for path in searches["hybrid"][:20]:  # warm-up
                 _get(port, path)
 
             print(f"# bench_serve on {platform.processor() or platform.machine()}, {os.cpu_count()} cores; store {args.store} "
@@ -160,8 +160,8 @@ def main() -> None:
                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                     )
                     time.sleep(2.0)
-                for kind in ("search", "explain"):
-                    paths = searches if kind == "search" else explain_paths(port, queries[:30])
+                for kind in ("search hybrid", "search dense", "explain"):
+                    paths = searches[kind.split()[1]] if kind.startswith("search") else explain_paths(port, queries[:30])
                     for clients in args.clients:
                         r = run_clients(port, paths, clients, args.seconds)
                         running = "" if ingest is None else (" (running)" if ingest.poll() is None else " (had finished)")
