@@ -58,7 +58,8 @@ class Snippet:
 class Hit:
     """One ranked passage. ``score`` is what ranked it (the cosine in dense mode, BM25 in
     lexical mode, the fused score in hybrid mode); ``cosine`` and ``bm25`` are each retriever's
-    own score and ``found_by`` the rank each retriever gave it. ``reasons`` (its top word pairs)
+    own score (``bm25`` is None in dense mode without ``why``: it costs a walk of each query
+    term's postings) and ``found_by`` the rank each retriever gave it. ``reasons`` (its top word pairs)
     and ``terms`` (the query terms in it, with their share of its BM25) come with ``why``."""
 
     rank: int

@@ -210,7 +210,7 @@ def search(
     expls = add_reasons(store, tokens, found, why) if why else {}
     if why:
         add_terms(store, found, terms)
-    add_snippets(store, found, terms, expls)
+    add_snippets(store, found, terms, expls, scores=fusion.mode != "dense" or why > 0)
     return SearchResult(text, query_id, found, fusion.mode)
 
 
@@ -257,14 +257,15 @@ def add_terms(store: Store, found: list[Hit], terms: Sequence[str]) -> None:
         hit.terms = term_shares(parts[hit.passage_id], terms)
 
 
-def add_snippets(store: Store, found: list[Hit], terms: Sequence[str], expls: dict[int, Decomposition]) -> None:
-    """Each hit's BM25, and its best-matching sentence with its matched words marked: the
-    sentence with most query terms (FTS5's tokeniser and stemmer decide), else the sentence
-    holding most of the cosine (with ``why``), else the first sentence."""
-    marked = store.lexical.marked([h.passage_id for h in found], terms)
+def add_snippets(store: Store, found: list[Hit], terms: Sequence[str], expls: dict[int, Decomposition], scores: bool = True) -> None:
+    """Each hit's BM25 (with ``scores``), and its best-matching sentence with its matched words
+    marked: the sentence with most query terms (FTS5's tokeniser and stemmer decide), else the
+    sentence holding most of the cosine (with ``why``), else the first sentence."""
+    marked = store.lexical.marked([h.passage_id for h in found], terms, scores)
     for hit in found:
         local = hit.text
-        hit.bm25, text = marked.get(hit.passage_id, (0.0, ""))
+        bm25, text = marked.get(hit.passage_id, (0.0 if scores else None, ""))
+        hit.bm25 = bm25
         if text:
             plain, marks = _unmark(text)
             if plain == local:
@@ -333,5 +334,5 @@ def like(
     expls = add_reasons(store, store.tokens.of(passage_id, store.codec()), found, why) if why else {}
     if why:
         add_terms(store, found, terms)
-    add_snippets(store, found, terms, expls)
+    add_snippets(store, found, terms, expls, scores=fusion.mode != "dense" or why > 0)
     return SearchResult(f"like:{passage_id}", None, found, fusion.mode)

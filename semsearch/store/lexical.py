@@ -89,18 +89,19 @@ class Lexical:
                 scores[pid][t] = score
         return scores
 
-    def marked(self, passage_ids: Sequence[int], terms: Sequence[str]) -> dict[int, tuple[float, str]]:
-        """For each passage that matches any term: its BM25 and its text with matched words
-        between ``MARK_START`` and ``MARK_END`` (FTS5's own tokeniser and stemmer decide what
-        matches), in one query."""
+    def marked(self, passage_ids: Sequence[int], terms: Sequence[str], scores: bool = True) -> dict[int, tuple[float | None, str]]:
+        """For each passage that matches any term: its BM25 (with ``scores``; bm25() first walks
+        each term's posting list for its idf) and its text with matched words between
+        ``MARK_START`` and ``MARK_END`` (FTS5's own tokeniser and stemmer decide what matches)."""
         if not terms or not passage_ids:
             return {}
+        score = "-bm25(passage_text)" if scores else "NULL"
         sql = (
-            "SELECT rowid, -bm25(passage_text), highlight(passage_text, 0, ?, ?) FROM passage_text "
+            f"SELECT rowid, {score}, highlight(passage_text, 0, ?, ?) FROM passage_text "
             "WHERE passage_text MATCH ? AND rowid IN ({marks})"
         )
         rows = in_chunks(self._store.db, sql, list(passage_ids), [MARK_START, MARK_END, expression(terms)])
-        return {int(pid): (float(score), text) for pid, score, text in rows}
+        return {int(pid): (None if value is None else float(value), text) for pid, value, text in rows}
 
     # check and repair -------------------------------------------------------------------------
     def problems(self) -> list[str]:
