@@ -62,8 +62,10 @@ def found_by(hit: Hit) -> str:
 def search_table(result: SearchResult) -> Table:
     title = f"{result.query}  [dim]({result.mode})[/dim]"
     table = Table(title=title, title_justify="left", show_lines=False)
+    cosines = result.mode != "dense"  # the fused or BM25 score ranks; the cosine is what explain decomposes
     columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
-        ("rank", "right"), ("id", "right"), ("score", "right"), ("found by", "left"), ("document", "left"), ("best sentence", "left")
+        ("rank", "right"), ("id", "right"), ("score", "right"), *((("cosine", "right"),) if cosines else ()),
+        ("found by", "left"), ("document", "left"), ("best sentence", "left"),
     )
     for name, justify in columns:
         table.add_column(name, justify=justify, overflow="fold" if name == "best sentence" else "ellipsis")
@@ -73,10 +75,12 @@ def search_table(result: SearchResult) -> Table:
             text.append(f"\nwhy: {reasons_text(hit.reasons)}", style="dim")
         if hit.terms:
             text.append(f"\nwords (BM25 {hit.bm25:.2f}): " + ", ".join(f"{t.term} {percent(t.share)}" for t in hit.terms), style="dim")
-        score = f"{hit.score:.4f}"
-        table.add_row(str(hit.rank), str(hit.passage_id), score, found_by(hit), hit.document_key, text)
+        scores = [f"{hit.score:.4f}"] + ([f"{hit.cosine:.4f}" if hit.cosine is not None else ""] if cosines else [])
+        table.add_row(str(hit.rank), str(hit.passage_id), *scores, found_by(hit), hit.document_key, text)
     if result.mode == "hybrid":
-        table.caption = "found by: d = dense rank, l = lexical rank; score = the fused score (cosine and BM25 in --json)"
+        table.caption = "found by: d = dense rank, l = lexical rank; score = the fused score; cosine = what explain decomposes"
+    elif result.mode == "lexical":
+        table.caption = "score = BM25; cosine = what explain decomposes"
     return table
 
 
