@@ -84,6 +84,8 @@ def test_fusion_functions() -> None:
     assert by_id[2] == pytest.approx(0.6)  # bottom dense, top lexical
     assert by_id[3] == pytest.approx(0.6 * 0.5)  # half way down the lexical scores
     assert by_id[4] == pytest.approx(0.0) and [f.id for f in combined] == [2, 1, 3, 4]
+    alone = {f.id: f.score for f in combine({"dense": [(1, 0.9), (2, 0.5)], "lexical": [(9, 3.0)]}, {"dense": 0.5, "lexical": 0.5})}
+    assert alone[9] == pytest.approx(0.5)  # a single lexical hit is that retriever's best, not its worst
     assert query_terms('Fever, fever AND "NEAR(x" *') == ["fever", "and", "near", "x"]
 
 
@@ -120,6 +122,13 @@ def test_snippets_show_the_best_matching_sentence_with_the_words_marked(tmp_path
         marked = [hit.snippet.text[a:b] for a, b in hit.snippet.marks]
         assert marked == ["Magma", "eruption", "magma"]
         assert hit.text[hit.snippet.start :].startswith(hit.snippet.text)  # start is within the passage
+
+
+def test_control_characters_in_a_passage_do_not_break_its_snippet(tmp_path: Path) -> None:
+    with semsearch.open(tmp_path / "s", create=True, encoder=HashEncoder()) as s:
+        s.ingest([{"id": "c", "text": "ctrl\x03 then the magma word\x02 here."}])
+        hit = s.search("magma", k=1, mode="lexical").hits[0]
+        assert hit.snippet is not None and hit.bm25 is not None and hit.bm25 > 0
 
 
 def test_group_by_document_gives_k_documents(session: semsearch.Session) -> None:

@@ -160,8 +160,9 @@ def test_bad_searches_get_json_errors(server: Server, params: dict[str, Any], st
 @pytest.mark.parametrize(
     ("path", "params", "status"),
     [
-        ("/api/explain", {"id": 999999}, 404),
-        ("/api/explain", {"id": -3}, 404),
+        ("/api/explain", {"id": 999999, "q": "fever"}, 404),
+        ("/api/explain", {"id": 382}, 400),  # no query named: a server has no "last search" of one user
+        ("/api/explain", {"id": -3, "q": "fever"}, 404),
         ("/api/explain", {"id": "abc"}, 422),
         ("/api/explain", {"id": 382, "level": "letters"}, 422),
         ("/api/explain", {"id": 382, "query_id": 424242}, 404),

@@ -111,6 +111,7 @@ def test_an_interrupted_recode_leaves_the_store_as_it_was_and_resumes(tmp_path: 
     assert s.info().token_codec == "float16" and s.info().token_pool == "pieces"  # nothing swapped
     np.testing.assert_allclose(s.explain(hit.passage_id).contribution, before.contribution)
     assert s.check().ok
+    s.delete(["d0"])  # the store stays writable between the interruption and the rerun
     resumed: list[int] = []
     s.recode(codec="SQ8", pool="words", progress=lambda done, total: resumed.append(done))
     assert resumed[0] == 7  # it went on from the 21 passages written before the interruption

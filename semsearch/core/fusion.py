@@ -58,11 +58,11 @@ def combine(lists: Mapping[str, Sequence[tuple[int, float]]], weights: Mapping[s
             continue
         values = [s for _, s in ranked]
         low, high = min(values), max(values)
-        span = high - low if high > low else 1.0
         for rank, (pid, score) in enumerate(ranked, start=1):
             item = fused.setdefault(pid, Fused(pid, 0.0, {}))
             item.ranks[name] = rank
-            item.score += weights[name] * (score - low) / span
+            # one hit, or all equal: each is that retriever's best
+            item.score += weights[name] * ((score - low) / (high - low) if high > low else 1.0)
     return sorted(fused.values(), key=lambda f: (-f.score, f.id))
 
 

@@ -188,6 +188,9 @@ def check(store: Store, keeper: IndexKeeper, repair: bool = False, force: bool =
         ))
         return report
     if repair and (report.problems or not index_ok):
+        if lexical:  # first: the deletions below go through its triggers
+            rows = store.lexical.rebuild()
+            report.repaired.append(f"rebuilt the lexical index ({rows:,} passages)")
         with store.writing():
             if damaged_docs:
                 store.documents.delete(damaged_docs)
@@ -199,9 +202,6 @@ def check(store: Store, keeper: IndexKeeper, repair: bool = False, force: bool =
         if not stats_ok:  # deletions above keep the counts right through their triggers
             store.stats.recount()
             report.repaired.append("recounted the passages and tokens")
-        if lexical:  # deletions above keep it in step through its triggers; a damaged one is rebuilt
-            rows = store.lexical.rebuild()
-            report.repaired.append(f"rebuilt the lexical index ({rows:,} passages)")
         if damaged_docs or not index_ok:
             keeper.replace(build_from_store(store, recorded_factory(store)))
             report.repaired.append("rebuilt the index from the stored sentence vectors")

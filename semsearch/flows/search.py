@@ -25,6 +25,7 @@ from .query import check_id, check_k, encode_query
 logger = logging.getLogger(__name__)
 BRUTE_FORCE_LIMIT = 20_000  # filtered searches over fewer passages are scored exactly from SQLite
 MODES = ("dense", "lexical", "hybrid")
+GROUP_LIMIT = 20_000  # passages a --group-by document search reads at most to find k documents
 
 
 def ranked(
@@ -164,7 +165,7 @@ def _ranked_once(
 ) -> list[Fused]:
     if not group:
         return retrieve(store, keeper, vector, terms, fusion, k, where, exclude, lexical)
-    total = store.stats.kept().passages
+    total = min(store.stats.kept().passages, max(GROUP_LIMIT, 4 * k))  # a request reads this many passages at most
     wanted = 4 * k
     while True:
         fused = retrieve(store, keeper, vector, terms, fusion, wanted, where, exclude)
@@ -266,7 +267,7 @@ def add_snippets(store: Store, found: list[Hit], terms: Sequence[str], expls: di
         local = hit.text
         bm25, text = marked.get(hit.passage_id, (0.0 if scores else None, ""))
         hit.bm25 = bm25
-        if text:
+        if text and MARK_START not in local and MARK_END not in local:  # the markers cannot be told from the text
             plain, marks = _unmark(text)
             if plain == local:
                 hit.snippet = _best_sentence(local, marks, [1.0] * len(marks))
@@ -287,11 +288,14 @@ def add_snippets(store: Store, found: list[Hit], terms: Sequence[str], expls: di
 
 def _unmark(text: str) -> tuple[str, list[tuple[int, int]]]:
     plain, marks, at = [], [], 0
+    begin: int | None = None
     for piece in re.split(f"({MARK_START}|{MARK_END})", text):
         if piece == MARK_START:
             begin = at
         elif piece == MARK_END:
-            marks.append((begin, at))
+            if begin is not None:
+                marks.append((begin, at))
+            begin = None
         else:
             plain.append(piece)
             at += len(piece)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from dataclasses import asdict
 from importlib import resources
 from typing import Annotated, Any
@@ -29,6 +30,7 @@ from .. import __version__
 from ..errors import ConfigError, ModelError, NotFoundError, QueryError, SemsearchError
 from ..session import Session
 
+logger = logging.getLogger(__name__)
 MAX_QUERY_CHARS = 2_000  # the model reads 256 tokens at most; longer text only costs tokenising
 MAX_K = 1_000
 MAX_WHY = 50
@@ -112,6 +114,11 @@ def create_app(session: Session, token: str | None = None, cors: list[str] | Non
         response.headers.update(exc.headers or {})
         return response
 
+    @app.exception_handler(Exception)
+    def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("error answering %s", request.url.path)
+        return _error(500, "internal error; the server's log has the details")
+
     @app.exception_handler(RequestValidationError)
     def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
@@ -155,6 +162,8 @@ def create_app(session: Session, token: str | None = None, cors: list[str] | Non
         sum, residual and each word's impact (like `semsearch explain --json`)."""
         if q is not None:
             q = _check_text(q)
+        if q is None and query_id is None and against is None:  # "the last search" is nobody's in particular on a server
+            raise QueryError("give query_id (from a search), q=TEXT or against=ID")
         return _Json(session.explain(id, query=q, query_id=query_id, against=against, level=level).to_dict(top))
 
     @app.get("/api/passages/{passage_id}", tags=["store"], response_class=_Json, dependencies=[Auth])

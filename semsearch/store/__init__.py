@@ -259,7 +259,8 @@ class Store:
                     self.refresh_meta()
                 self._codec = codecs.get_codec(self.meta.token_codec, self.meta.dim, self.blob("token_codec"), bounded_memory)
                 self._codec_version = version
-            return self._codec
+            codec = self._codec
+        return codec
 
     def schema_version(self) -> int:
         return schema_version(self.db)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from . import Store
 
 MARK_START, MARK_END = "\x02", "\x03"  # around matched words in ``marked`` text
+DF_CACHE = 200_000  # posting counts kept (then the cache starts again)
 COMMON_SHARE = 0.25  # query terms in this share of the passages or more are left out (see ``informative``)
 
 
@@ -47,13 +48,16 @@ class Lexical:
             return []
         stats = self._store.stats.kept()
         with self._df_lock:
-            if self._df_of != stats.fingerprint:
+            if self._df_of != stats.fingerprint or len(self._df) > DF_CACHE:
                 self._df, self._df_of = {}, stats.fingerprint
-            for term in terms:
-                if term not in self._df:
-                    row = self._store.db.execute("SELECT count(*) FROM passage_text WHERE passage_text MATCH ?", [expression([term])]).fetchone()
-                    self._df[term] = int(row[0])
-            df = dict(self._df)
+            df = {t: self._df[t] for t in terms if t in self._df}
+        for term in terms:
+            if term not in df:
+                row = self._store.db.execute("SELECT count(*) FROM passage_text WHERE passage_text MATCH ?", [expression([term])]).fetchone()
+                df[term] = int(row[0])
+        with self._df_lock:
+            if self._df_of == stats.fingerprint:
+                self._df.update(df)
         found = [t for t in terms if df[t] > 0]
         rare = [t for t in found if df[t] < COMMON_SHARE * stats.passages]
         return rare or found  # a query of common words only keeps them: they still tell rows apart by frequency
@@ -109,10 +113,14 @@ class Lexical:
         the passages (missing, extra, or text that differs from the passage's span)."""
         db = self._store.db
         found = []
-        try:
-            db.execute("INSERT INTO passage_text (passage_text, rank) VALUES ('integrity-check', 1)")
-        except sqlite3.DatabaseError as exc:
-            return [f"the lexical index is damaged ({exc})"]
+        if not self._store.read_only:  # FTS5's own check is written as an INSERT
+            try:
+                db.execute("INSERT INTO passage_text (passage_text, rank) VALUES ('integrity-check', 1)")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "readonly" not in str(exc):
+                    return [f"the lexical index is damaged ({exc})"]
+            except sqlite3.DatabaseError as exc:
+                return [f"the lexical index is damaged ({exc})"]
         missing = db.execute("SELECT count(*) FROM passages WHERE id NOT IN (SELECT rowid FROM passage_text)").fetchone()[0]
         extra = db.execute("SELECT count(*) FROM passage_text WHERE rowid NOT IN (SELECT id FROM passages)").fetchone()[0]
         differ = db.execute(

@@ -102,7 +102,8 @@ class Tokens:
                 exists = 0
             if not exists:
                 db.execute(
-                    "CREATE TABLE tokens_recode (passage_id INTEGER PRIMARY KEY REFERENCES passages(id), n INTEGER NOT NULL, "
+                    # no foreign key: deletes between an interrupted recode and its resumption must not fail
+                    "CREATE TABLE tokens_recode (passage_id INTEGER PRIMARY KEY, n INTEGER NOT NULL, "
                     "token_ids BLOB NOT NULL, offsets BLOB NOT NULL, codes BLOB NOT NULL, pieces BLOB)"
                 )
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('recode_target', ?)", [target])
@@ -117,11 +118,17 @@ class Tokens:
         """Swap the shadow table in, with the new codec's meta and state, in one transaction."""
         db = self._store.db
         with self._store.writing():
+            db.execute("DELETE FROM tokens_recode WHERE passage_id NOT IN (SELECT id FROM passages)")
             missing = db.execute("SELECT count(*) FROM tokens WHERE passage_id NOT IN (SELECT passage_id FROM tokens_recode)").fetchone()[0]
             if missing:
                 raise StoreError(f"the recode is missing {missing} passages; run the same recode again")
             db.execute("DROP TABLE tokens")
-            db.execute("ALTER TABLE tokens_recode RENAME TO tokens")
+            db.execute(
+                "CREATE TABLE tokens (passage_id INTEGER PRIMARY KEY REFERENCES passages(id), n INTEGER NOT NULL, "
+                "token_ids BLOB NOT NULL, offsets BLOB NOT NULL, codes BLOB NOT NULL, pieces BLOB)"
+            )
+            db.execute("INSERT INTO tokens SELECT passage_id, n, token_ids, offsets, codes, pieces FROM tokens_recode")
+            db.execute("DROP TABLE tokens_recode")
             for sql in TOKEN_TRIGGERS:
                 db.execute(sql)
             db.execute("DELETE FROM meta WHERE key = 'recode_target'")

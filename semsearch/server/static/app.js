@@ -76,16 +76,18 @@ function snippet(text, words) {
 function markedSnippet(hit, words) {
   // the server's best-matching sentence with its marked words; else a window around the reasons
   if (!hit.snippet) return snippet(hit.text, words);
-  const { text, start, marks } = hit.snippet;
+  const { start, marks } = hit.snippet;
+  const chars = Array.from(hit.snippet.text); // offsets count code points, as Python does
+  const slice = (a, b) => chars.slice(a, b).join("");
   const node = el("p", { class: "snippet" });
   if (start > 0) node.append("…");
   let last = 0;
   for (const [a, b] of marks) {
-    node.append(text.slice(last, a), el("mark", { text: text.slice(a, b) }));
+    node.append(slice(last, a), el("mark", { text: slice(a, b) }));
     last = b;
   }
-  node.append(text.slice(last));
-  if (start + text.length < hit.text.length) node.append("…");
+  node.append(slice(last, chars.length));
+  if (start + chars.length < Array.from(hit.text).length) node.append("…");
   return node;
 }
 
@@ -154,18 +156,21 @@ function shade(value, scale) {
 }
 
 function shadedText(target, side, shares) {
-  // the text with each word's (or token's) share of the score as its background
+  // the text with each word's (or token's) share of the score as its background; offsets count
+  // code points (Python's), so the text is sliced as an array of them
+  const chars = Array.from(side.text);
+  const slice = (a, b) => chars.slice(a, b).join("");
   target.replaceChildren();
   const scale = Math.max(1e-9, ...shares.filter((_, i) => !side.special[i]).map(Math.abs));
   const order = side.spans.map((span, i) => [span, i]).filter(([s, i]) => s[1] > s[0] && !side.special[i]).sort((a, b) => a[0][0] - b[0][0]);
   let at = 0;
   for (const [[start, end], i] of order) {
     if (start < at) continue;
-    target.append(side.text.slice(at, start));
-    target.append(el("span", { class: "w", text: side.text.slice(start, end), title: `${side.labels[i]}: ${pct(shares[i])} of the score`, style: `background:${shade(shares[i], scale)}` }));
+    target.append(slice(at, start));
+    target.append(el("span", { class: "w", text: slice(start, end), title: `${side.labels[i]}: ${pct(shares[i])} of the score`, style: `background:${shade(shares[i], scale)}` }));
     at = end;
   }
-  target.append(side.text.slice(at));
+  target.append(slice(at, chars.length));
 }
 
 function visible(side) {
@@ -298,7 +303,12 @@ async function openExplanation(id) {
   try {
     message("");
     try {
-      state.data = await api("/api/explain", { id, query_id: state.queryId, level });
+      if (state.queryId === null || state.queryId === undefined) {
+        if (!state.q) throw new Error("search first: an explanation needs its query");
+        state.data = await api("/api/explain", { id, q: state.q, level }); // the query was not cached
+      } else {
+        state.data = await api("/api/explain", { id, query_id: state.queryId, level });
+      }
     } catch (error) {
       // the server keeps the last queries' tokens only: past that, one short encode of the text
       if (!state.q || !/query/.test(error.message)) throw error;
