@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 PARAGRAPHS = REPO.parent / "shared" / "data" / "reuters21578" / "paragraphs.jsonl.gz"
 
 
-def reuters(start: int, count: int) -> list[dict[str, str]]:
+def reuters_rows(start: int, count: int) -> list[dict[str, str]]:
     rows = []
     with gzip.open(PARAGRAPHS, "rt", encoding="utf-8") as f:
         for i, line in enumerate(f):
@@ -138,9 +138,9 @@ def main() -> None:
     try:
         store = work / "store"
         shutil.copytree(args.store, store, ignore=shutil.ignore_patterns("write.lock"))
-        queries = [" ".join(r["text"].split()[:12]) for r in reuters(60_000, 400)]
+        queries = [" ".join(r["text"].split()[:12]) for r in reuters_rows(60_000, 400)]
         extra = work / "extra.jsonl"
-        extra.write_text("".join(json.dumps({**r, "id": f"bench-{r['id']}"}) + "\n" for r in reuters(20_000, args.ingest)))
+        extra.write_text("".join(json.dumps({**r, "id": f"bench-{r['id']}"}) + "\n" for r in reuters_rows(20_000, args.ingest)))
         port = free_port()
         server = start_server(store, port)
         try:

@@ -21,7 +21,6 @@ pooled into one "other words" vector. For each:
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import json
 import statistics
@@ -40,6 +39,9 @@ from semsearch.core.matrices import cosine_matrix, decompose, token_side  # noqa
 from semsearch.core.pooling import pool_words  # noqa: E402
 from semsearch.core.types import TokenData  # noqa: E402
 from semsearch.encoder.torch_backend import SentenceTransformerEncoder  # noqa: E402
+
+sys.path.insert(0, str(REPO / "scripts"))
+from eval_faithfulness import delete_words, stsb_pairs  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 KS = (1, 3, 5)
@@ -129,21 +131,6 @@ def read_texts(reuters: int, scifact: int) -> list[str]:
     return texts
 
 
-def stsb_pairs(limit: int) -> list[tuple[str, str]]:
-    with (DATA / "stsb" / "sts-test.csv").open(encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [(r[5], r[6]) for r in rows[:limit]]
-
-
-def delete_spans(text: str, spans: list[tuple[int, int]]) -> str:
-    out, at = [], 0
-    for a, b in sorted(spans):
-        out.append(text[at:a])
-        at = b
-    out.append(text[at:])
-    return " ".join("".join(out).split())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=200, help="STS-B test pairs for errors and AOPC")
@@ -158,7 +145,7 @@ def main() -> None:
     texts = read_texts(args.reuters, args.scifact)
     encoded = [e for i in range(0, len(texts), 64) for e in enc.encode(texts[i : i + 64])]
     corpora = {"Reuters": encoded[: args.reuters], "SciFact": encoded[args.reuters :]}
-    pairs = stsb_pairs(args.pairs)
+    pairs = stsb_pairs(DATA, args.pairs)
     pair_enc = [enc.encode([q, d]) for q, d in pairs]
 
     print(f"# bench_tokens: {args.reuters:,} Reuters paragraphs, {args.scifact:,} SciFact abstracts (truncated to 256 tokens), "
@@ -216,7 +203,7 @@ def main() -> None:
             units.sort(key=lambda u: -u[0])
             for k in KS:
                 if k < len(units):
-                    deletions.append(delete_spans(d_text, [s for _, spans in units[:k] for s in spans]))
+                    deletions.append(delete_words(d_text, [s for _, spans in units[:k] for s in spans]))
                     keys.append((k, float(q.vector @ d.vector), q.vector))
         for i in range(0, len(deletions), 64):
             for (k, base, qv), e in zip(keys[i : i + 64], enc.encode(deletions[i : i + 64])):

@@ -35,6 +35,9 @@ import semsearch  # noqa: E402
 from semsearch.core.fusion import query_terms  # noqa: E402
 from semsearch.flows.evaluate import read_judged  # noqa: E402
 
+sys.path.insert(0, str(REPO / "scripts"))
+from bench_serve import reuters_rows  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 MEASURES = ("nDCG@10", "MRR@10", "Recall@100", "MAP")
 TOKENIZERS = ("unicode61 remove_diacritics 2", "porter unicode61 remove_diacritics 2")
@@ -47,17 +50,6 @@ def scifact(path: Path) -> tuple[semsearch.Session, dict[str, str], dict[str, di
         session.ingest([DATA / "scifact" / "corpus.jsonl.gz"], text_fields=("title", "text"))
     queries, qrels = read_judged(DATA / "scifact" / "queries.jsonl", DATA / "scifact" / "qrels" / "test.tsv")
     return session, queries, qrels
-
-
-def reuters_rows(start: int, count: int) -> list[dict[str, str]]:
-    rows = []
-    with gzip.open(DATA / "reuters21578" / "paragraphs.jsonl.gz", "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if i >= start + count:
-                break
-            if i >= start:
-                rows.append(json.loads(line))
-    return rows
 
 
 def reuters(path: Path, paragraphs: int, limit: int = 300) -> tuple[semsearch.Session, dict[str, str], dict[str, dict[str, int]]]:

@@ -7,11 +7,13 @@ import os
 import re
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import semsearch
 from semsearch import encoder as encoder_module
 from semsearch.encoder import Encoded, Span, window_spans
 from semsearch.store import TokenData
@@ -124,6 +126,15 @@ def corpus(tmp_path: Path) -> Path:
     path = tmp_path / "corpus.jsonl"
     path.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
     return path
+
+
+@pytest.fixture
+def session(tmp_path: Path, corpus: Path) -> Iterator[semsearch.Session]:
+    """The five-document corpus in a store of its own, opened with the fake encoder."""
+    s = semsearch.open(tmp_path / "store", create=True, encoder=HashEncoder())
+    s.ingest([corpus])
+    yield s
+    s.close()
 
 
 @pytest.fixture(scope="session")

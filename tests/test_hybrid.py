@@ -19,14 +19,6 @@ from tests.conftest import HashEncoder
 runner = CliRunner()
 
 
-@pytest.fixture
-def session(tmp_path: Path, corpus: Path) -> semsearch.Session:
-    s = semsearch.open(tmp_path / "store", create=True, encoder=HashEncoder())
-    s.ingest([corpus])
-    yield s  # type: ignore[misc]
-    s.close()
-
-
 def keys(result: semsearch.SearchResult) -> list[str]:
     return [h.document_key for h in result.hits]
 

@@ -18,14 +18,6 @@ from tests.conftest import REPO, HashEncoder
 PACKAGE = REPO / "semsearch"
 
 
-@pytest.fixture
-def session(tmp_path: Path, corpus: Path) -> semsearch.Session:
-    s = semsearch.open(tmp_path / "store", create=True, encoder=HashEncoder())
-    s.ingest([corpus])
-    yield s  # type: ignore[misc]
-    s.close()
-
-
 def test_the_readme_example_runs_end_to_end(session: semsearch.Session) -> None:
     result = session.search("bacteria fever", k=3, why=2)
     assert [h.rank for h in result.hits] == [1, 2, 3] and result.hits[0].document_key == "fever"

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from ..core import codec as codecs
 from ..core.pooling import POOLS, pool_words
-from ..core.types import NewPassage, TokenData
+from ..core.types import TokenData
 from ..errors import ConfigError, NotFoundError
 from ..index import VectorIndex, read_info
 from ..results import CheckReport, DeleteReport, IndexReport, Problem, RecodeReport, StoreInfo
@@ -361,8 +361,7 @@ def recode(store: Store, codec_name: str | None, pool: str | None, progress: Cal
         rows = []
         for pid, tokens in batch:
             kept = convert(tokens)
-            passage = NewPassage(0, 0, 0, np.zeros(0, np.float32), kept.token_ids, kept.offsets, kept.vectors, kept.pieces)
-            rows.append(store.tokens.row(pid, passage, new))
+            rows.append(store.tokens.row_of(pid, kept.token_ids, kept.offsets, kept.vectors, kept.pieces, new))
         store.tokens.write_recoded(rows)
         after_id = batch[-1][0]
         done += len(batch)

@@ -68,7 +68,7 @@ class Fusion:
     retriever's top ``depth`` passages."""
 
     mode: str = "hybrid"
-    method: str = "rrf"
+    method: str = "score"
     weight: float = 0.5
     depth: int = 100
 
@@ -208,11 +208,18 @@ def search(
     vector, tokens = encode_query(encoder, text)
     found = _found(store, keeper, vector, terms, fusion, k, where, group=group, lexical=None if early is None else early.result())
     query_id = _cache(store, vector, tokens, cache)
-    expls = add_reasons(store, tokens, found, why) if why else {}
+    _describe(store, found, tokens, terms, why, fusion)
+    return SearchResult(text, query_id, found, fusion.mode)
+
+
+def _describe(store: Store, found: list[Hit], query: TokenData, terms: Sequence[str], why: int, fusion: Fusion) -> None:
+    """What a page of hits shows besides its ranks: with ``why``, each hit's top word pairs
+    against ``query`` and its terms' BM25 parts; always its BM25 (but in dense mode without
+    ``why``) and best sentence."""
+    expls = add_reasons(store, query, found, why) if why else {}
     if why:
         add_terms(store, found, terms)
     add_snippets(store, found, terms, expls, scores=fusion.mode != "dense" or why > 0)
-    return SearchResult(text, query_id, found, fusion.mode)
 
 
 CACHE_WAIT = 0.5  # seconds a search waits to cache its query while another writer holds the store
@@ -332,11 +339,8 @@ def like(
     check_id(passage_id)
     check_mode(fusion.mode)
     vector = store.documents.vector(passage_id)
-    source = store.documents.passage(passage_id)
+    source = store.tokens.of(passage_id, store.codec())  # its text for the lexical side, its tokens for why
     terms = store.lexical.informative(query_terms(source.text, limit=4 * MAX_TERMS))[:MAX_TERMS]
     found = _found(store, keeper, vector, terms, fusion, k, where, exclude=passage_id, group=group)
-    expls = add_reasons(store, store.tokens.of(passage_id, store.codec()), found, why) if why else {}
-    if why:
-        add_terms(store, found, terms)
-    add_snippets(store, found, terms, expls, scores=fusion.mode != "dense" or why > 0)
+    _describe(store, found, source, terms, why, fusion)
     return SearchResult(f"like:{passage_id}", None, found, fusion.mode)

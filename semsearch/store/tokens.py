@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from ..core import codec as codecs
 from ..core.types import NewPassage, TokenData
 from ..errors import NotFoundError, StoreError
@@ -12,6 +15,12 @@ from .schema import TOKEN_TRIGGERS
 
 if TYPE_CHECKING:
     from . import Store
+
+READ = (  # a passage's token row with what decoding needs: its sentence vector and its text
+    "SELECT t.passage_id, t.n, t.token_ids, t.offsets, t.codes, p.vector, t.pieces, "
+    "substr(d.text, p.char_start + 1, p.char_end - p.char_start) "
+    "FROM tokens t JOIN passages p ON p.id = t.passage_id JOIN documents d ON d.id = p.document_id "
+)
 
 
 class Tokens:
@@ -23,27 +32,36 @@ class Tokens:
     @staticmethod
     def row(passage_id: int, passage: NewPassage, codec: codecs.Codec) -> dict[str, Any]:
         """The row that stores ``passage``'s tokens (written with its passage by ``Documents.write``)."""
+        return Tokens.row_of(passage_id, passage.token_ids, passage.offsets, passage.token_vectors, passage.pieces, codec)
+
+    @staticmethod
+    def row_of(
+        passage_id: int,
+        token_ids: NDArray[np.int32],
+        offsets: NDArray[np.int32],
+        vectors: NDArray[np.float32],
+        pieces: NDArray[np.int32] | None,
+        codec: codecs.Codec,
+    ) -> dict[str, Any]:
+        """The row for rows of token vectors (pieces, or words with ``pieces`` counted)."""
         return {
             "passage_id": passage_id,
-            "n": len(passage.token_ids),
-            "token_ids": codecs.ints_to_bytes(passage.token_ids),
-            "offsets": codecs.ints_to_bytes(passage.offsets),
-            "codes": codec.encode(passage.token_vectors),
-            "pieces": None if passage.pieces is None else codecs.ints_to_bytes(passage.pieces),
+            "n": len(token_ids),
+            "token_ids": codecs.ints_to_bytes(token_ids),
+            "offsets": codecs.ints_to_bytes(offsets),
+            "codes": codec.encode(vectors),
+            "pieces": None if pieces is None else codecs.ints_to_bytes(pieces),
         }
 
     def of(self, passage_id: int, codec: codecs.Codec) -> TokenData:
         """A stored passage's text and decoded token vectors, in one read."""
-        row = self._store.db.execute(
-            "SELECT t.n, t.token_ids, t.offsets, t.codes, p.vector, t.pieces, "
-            "substr(d.text, p.char_start + 1, p.char_end - p.char_start) AS text "
-            "FROM tokens t JOIN passages p ON p.id = t.passage_id JOIN documents d ON d.id = p.document_id "
-            "WHERE t.passage_id = ?",
-            [passage_id],
-        ).fetchone()
+        row = self._store.db.execute(READ + "WHERE t.passage_id = ?", [passage_id]).fetchone()
         if row is None:
             raise NotFoundError(self._store.unknown_passage(passage_id))
-        n, ids, offsets, codes, vector, pieces, text = row
+        return self._decoded(row, codec)
+
+    def _decoded(self, row: tuple[Any, ...], codec: codecs.Codec) -> TokenData:
+        passage_id, n, ids, offsets, codes, vector, pieces, text = row
         if n < 1 or len(ids) != 4 * n or len(offsets) != 8 * n or len(vector) != 4 * self._store.meta.dim or (pieces is not None and len(pieces) != 4 * n):
             raise StoreError(f"passage {passage_id}'s stored tokens are damaged; run 'semsearch check --repair'")
         return TokenData(
@@ -71,23 +89,8 @@ class Tokens:
     # recode: new rows into a shadow table, swapped in at the end ---------------------------------
     def token_data(self, after: int, batch: int, codec: codecs.Codec) -> list[tuple[int, TokenData]]:
         """Up to ``batch`` stored passages after passage id ``after``, decoded, with their text."""
-        rows = self._store.db.execute(
-            "SELECT t.passage_id, t.n, t.token_ids, t.offsets, t.codes, p.vector, t.pieces, "
-            "substr(d.text, p.char_start + 1, p.char_end - p.char_start) "
-            "FROM tokens t JOIN passages p ON p.id = t.passage_id JOIN documents d ON d.id = p.document_id "
-            "WHERE t.passage_id > ? ORDER BY t.passage_id LIMIT ?",
-            [after, batch],
-        ).fetchall()
-        found = []
-        for pid, n, ids, offsets, codes, vector, pieces, text in rows:
-            found.append((int(pid), TokenData(
-                text=text,
-                vectors=codec.decode(codes, n, codecs.f32_from_bytes(vector)),
-                token_ids=codecs.ints_from_bytes(ids),
-                offsets=codecs.ints_from_bytes(offsets, 2),
-                pieces=None if pieces is None else codecs.ints_from_bytes(pieces),
-            )))
-        return found
+        rows = self._store.db.execute(READ + "WHERE t.passage_id > ? ORDER BY t.passage_id LIMIT ?", [after, batch]).fetchall()
+        return [(int(row[0]), self._decoded(row, codec)) for row in rows]
 
     def start_recode(self, target: str, fresh: bool = False) -> int:
         """The shadow table for a recode to ``target`` (a description of codec and pooling): kept
