@@ -234,6 +234,7 @@ class StoreInfo:
     index_vectors: int
     store_bytes: int
     schema_version: int
+    shards: int = 1  # a sharded store: its shards' figures added up
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

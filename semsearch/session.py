@@ -302,15 +302,23 @@ class Session:
         format: str | None = None,
         on_error: str = "stop",
         progress: Progress | None = None,
+        ray: str | None = None,
+        ray_workers: int = 0,
+        only: Callable[[Document], bool] | None = None,
+        encoder: Encoder | None = None,
     ) -> IngestReport:
         """Read, check, encode and store documents: paths (files, folders, ``-`` for standard
         input), ``Document`` objects or dicts (mapped like JSONL records). The whole input is read
         and checked before anything is written; with ``on_error='skip'`` bad records are listed in
         ``STORE/skipped.jsonl`` instead of stopping. ``progress`` is called with an
-        ``IngestProgress`` before the model loads and after each chunk."""
+        ``IngestProgress`` before the model loads and after each chunk. ``ray`` ('local' or a
+        cluster's address) encodes on a pool of Ray actors (``ray_workers`` of them; 0: one per
+        GPU, else one per two CPUs); everything else stays here. ``only`` keeps the documents it
+        is true for (after the whole input was checked); ``encoder`` replaces the ingest model (a
+        Ray pool that a sharded store shares between its shards)."""
         if on_error not in ("stop", "skip"):
             raise ValueError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
-        skip = on_error == "skip"
+        skip, s = on_error == "skip", self.settings
         items = list(sources)
         opts = ReadOptions(text_fields=tuple(text_fields), id_field=id_field, format=format)
         with ExitStack() as stack:
@@ -320,21 +328,38 @@ class Session:
             with self._writing, held_write_lock(self.path):
                 if progress:
                     progress(IngestProgress("model", 0, checked.documents, 0, 0))
-                encoder = self.encoder
+                if encoder is None:
+                    encoder = self._ray_encoder(stack, ray, ray_workers) if ray else self.ingest_encoder
                 with self._setup:
                     if self._store is None:
                         self._attach(Store.open(self.path, create=True))
-                report = ingesting.ingest(
-                    self.store, self.keeper, encoder, checked.keep(reader()), self.settings, progress, checked.documents
-                )
-                if encoder_module.choose_backend(self.settings.backend, self.settings.device, "query") == "onnx":
-                    encoder_module.prepare_query_model(encoder, self.settings.model_cache)
+                documents = checked.keep(reader())
+                if only is not None:
+                    documents = (d for d in documents if only(d))
+                report = ingesting.ingest(self.store, self.keeper, encoder, documents, self.settings, progress, checked.documents)
+                if isinstance(encoder, _SerialEncoder) and encoder_module.choose_backend(s.backend, s.device, "query") == "onnx":
+                    encoder_module.prepare_query_model(encoder, s.model_cache)
         report.rejected = checked.rejected
         if checked.rejected:
             report.skipped_file = str(ingesting.write_skipped(self.path, checked.rejected))
         self.store.checkpoint()
         report.store_bytes = self.store.file_bytes()
         return report
+
+    def _ray_encoder(self, stack: ExitStack, address: str, workers: int) -> Encoder:
+        """A pool of Ray actors holding the store's model, closed with ``stack``."""
+        from .encoder.ray_backend import RayEncoder
+
+        s = self.settings
+        recorded = self._store.meta.model if self._store is not None else None
+        pool = RayEncoder(resolve_model(s, recorded), s.device, s.backend, s.model_cache, address, workers)
+        stack.callback(pool.close)
+        return pool
+
+    def warm_up(self) -> None:
+        """Load the query model and the index now (a server does, before its port opens)."""
+        self.encoder  # noqa: B018 - loads it
+        self.keeper.current()
 
     @_translated
     def delete(self, keys: Sequence[str]) -> DeleteReport:
@@ -408,4 +433,9 @@ def open_session(
             precedence over environment variables and the file.
     """
     overrides = {**settings, "store": str(store) if store is not None else settings.get("store")}
-    return Session(load_settings(config, overrides), create=create, encoder=encoder)
+    loaded = load_settings(config, overrides)
+    from .shards import ShardedSession, is_sharded
+
+    if is_sharded(loaded.store):
+        return ShardedSession(loaded, create=create, encoder=encoder)
+    return Session(loaded, create=create, encoder=encoder)

@@ -146,7 +146,7 @@ def _imports(path: Path) -> set[str]:
 
 
 LAYER = {"core": 0, "errors": 0, "config": 0, "documents": 1, "encoder": 1, "store": 1, "index": 1, "results": 2,
-         "render": 3, "flows": 3, "session": 4, "cli": 5, "server": 5, "__init__": 5, "__main__": 5}
+         "render": 3, "flows": 3, "session": 4, "shards": 4, "cli": 5, "server": 5, "__init__": 5, "__main__": 5}
 PARTS = ("store", "index", "encoder")
 
 

@@ -30,7 +30,7 @@ from .common import (
     reports_errors,
 )
 from .serve import serve
-from .store import check, delete, eval_command, index_app, list_command, recode
+from .store import check, delete, eval_command, index_app, list_command, recode, shard_app
 
 app = typer.Typer(
     help="Semantic search that shows why a passage matched, from stored token vectors.",
@@ -69,6 +69,8 @@ def ingest(
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda [default auto]", show_default=False)] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="'stop' at the first bad record (nothing is written), or 'skip' bad records and list them in STORE/skipped.jsonl")] = "stop",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    ray: Annotated[str | None, typer.Option("--ray", help="encode on a Ray cluster: 'local' starts one on this machine, else a running cluster's address ('auto', 'ray://HEAD:10001'); needs pip install 'semsearch[ray]'", show_default=False)] = None,
+    ray_workers: Annotated[int, typer.Option("--ray-workers", help="with --ray: model actors (0: one per GPU, else one per two CPUs)")] = 0,
 ) -> None:
     """Read documents, encode them once, and store sentence and token vectors.
 
@@ -82,7 +84,8 @@ def ingest(
         with _progress(quiet) as progress:
             try:
                 report = session.ingest(
-                    paths, text_fields=tuple(text_field or ("text",)), id_field=id_field, format=fmt, on_error=on_error, progress=progress
+                    paths, text_fields=tuple(text_field or ("text",)), id_field=id_field, format=fmt, on_error=on_error, progress=progress,
+                    ray=ray, ray_workers=ray_workers,
                 )
             except KeyboardInterrupt:
                 progress.__exit__()
@@ -308,6 +311,7 @@ def info(as_json: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = N
 
 app.command("eval")(eval_command)
 app.add_typer(index_app, name="index")
+app.add_typer(shard_app, name="shard")
 app.command()(check)
 app.command()(delete)
 app.command("list")(list_command)

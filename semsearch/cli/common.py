@@ -51,7 +51,7 @@ def quiet_third_parties() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("sentence_transformers", "transformers", "faiss", "httpx", "huggingface_hub"):
+    for name in ("sentence_transformers", "transformers", "faiss", "httpx", "huggingface_hub", "ray"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

@@ -76,6 +76,24 @@ def index_build(
     err.print(f"built {chosen} over {report.vectors:,} vectors in {report.seconds:.1f} s", highlight=False)
 
 
+# shard ---------------------------------------------------------------------------------------
+shard_app = typer.Typer(help="Sharded stores: N complete stores behind one --store DIR, documents assigned by a hash of their key.", no_args_is_help=True)
+
+
+@shard_app.command("create")
+@reports_errors
+def shard_create(
+    directory: Annotated[Path, typer.Argument(help="a new (or empty) directory for the sharded store", show_default=False)],
+    shards: Annotated[int, typer.Option("--shards", help="how many shards (each a complete store; fixed once documents are in)", show_default=False)],
+) -> None:
+    """Make an empty sharded store; then ingest, search, explain, info, check, delete and serve
+    take --store DIR as they take a single store."""
+    from ..shards import create
+
+    create(directory, shards)
+    err.print(f"created {directory} with {plural(shards, 'shard')}; next: semsearch ingest FILES --store {directory}", highlight=False)
+
+
 # check and delete ----------------------------------------------------------------------------
 @reports_errors
 def check(

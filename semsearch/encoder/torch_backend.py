@@ -46,6 +46,11 @@ class SentenceTransformerEncoder:
         if not getattr(tokenizer, "is_fast", False):
             raise ModelError(f"model {name!r} has no fast tokenizer; semsearch needs character offsets")
         self.tokenizer = tokenizer
+        from tokenizers import Tokenizer
+
+        self._batch = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # its own copy: padded, truncated
+        self._batch.enable_truncation(max_length=int(self.model.max_seq_length or tokenizer.model_max_length))
+        self._batch.enable_padding(pad_id=int(tokenizer.pad_token_id or 0), pad_token=str(tokenizer.pad_token or "[PAD]"))
         self.max_tokens = int(self.model.max_seq_length or tokenizer.model_max_length)
         self.window = self.max_tokens - tokenizer.num_special_tokens_to_add()
         self.special_tokens = dict(zip(tokenizer.all_special_ids, tokenizer.all_special_tokens))
@@ -75,10 +80,15 @@ class SentenceTransformerEncoder:
         torch = self._torch
         from sentence_transformers.util import batch_to_device
 
-        features: dict[str, Any] = self.model.preprocess(
-            texts, processing_kwargs={"text": {"return_offsets_mapping": True}}
-        )
-        offsets = features.pop("offset_mapping")
+        # the Rust tokenizer batch, as the model's Transformer module runs it (its normaliser,
+        # the model window, padding): asking sentence-transformers' preprocess for offsets ran at
+        # about 5k texts/s here, which bounded a GPU ingest (scripts/bench_gpu.py)
+        encodings = self._batch.encode_batch(texts)
+        features: dict[str, Any] = {"input_ids": torch.from_numpy(np.array([e.ids for e in encodings], dtype=np.int64))}
+        features["attention_mask"] = torch.from_numpy(np.array([e.attention_mask for e in encodings], dtype=np.int64))
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            features["token_type_ids"] = torch.from_numpy(np.array([e.type_ids for e in encodings], dtype=np.int64))
+        offsets = torch.from_numpy(np.array([e.offsets for e in encodings], dtype=np.int32).reshape(len(texts), -1, 2))
         features = batch_to_device(features, torch.device(self.device))
         with torch.inference_mode():
             out = self.model(features)

@@ -7,10 +7,14 @@ the lexical side comes too: the query terms the passage holds and their parts of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from numpy.typing import NDArray
 
 from ..core.fusion import query_terms
 from ..core.matrices import decompose
+from ..core.types import TokenData
 from ..encoder import Encoder
 from ..results import Explanation, LexicalExplanation
 from ..store import Store
@@ -27,9 +31,11 @@ def explain(
     query_id: int | None = None,
     against: int | None = None,
     level: str = "word",
+    given: Given | None = None,
 ) -> Explanation:
     """``encoder`` is needed only for ``query_text``, which is not cached: it never replaces the
-    last search's query as the default of later explanations."""
+    last search's query as the default of later explanations. ``given`` is a query found
+    elsewhere (a sharded store's cache, or a passage of another shard)."""
     check_id(passage_id)
     if against is not None:
         check_id(against, "--against")
@@ -38,7 +44,10 @@ def explain(
     doc = store.tokens.of(passage_id, codec)
     doc_vector = store.documents.vector(passage_id)
     cached_id: int | None = None
-    if against is not None:
+    rows = "query" if against is None else f"passage {against}"
+    if given is not None:
+        query, query_vector, label, cached_id, rows = given.tokens, given.vector, given.label, given.cached_id, given.rows
+    elif against is not None:
         query = store.tokens.of(against, codec)
         query_vector = store.documents.vector(against)
         label = f"passage {against}"
@@ -54,8 +63,20 @@ def explain(
     index_score = float(np.dot(query_vector.astype(np.float64), doc_vector.astype(np.float64)))
     decomposition = decompose(query, doc, store.meta.special_tokens, level, index_score, store.meta.pooling)
     lexical = None
-    if against is None:  # the words side: the query terms in the passage, and their BM25 parts
+    if rows == "query":  # the words side: the query terms in the passage, and their BM25 parts
         terms = store.lexical.informative(query_terms(query.text))
         parts = store.lexical.term_scores([passage_id], terms)[passage_id] if terms else []
         lexical = LexicalExplanation(float(sum(parts)), term_shares(parts, terms))
-    return Explanation(passage, label, cached_id, decomposition, "query" if against is None else f"passage {against}", lexical)
+    return Explanation(passage, label, cached_id, decomposition, rows, lexical)
+
+
+@dataclass(frozen=True)
+class Given:
+    """A query (or another passage) that the caller found: its tokens, sentence vector, label,
+    cache id, and what the rows are ('query' or 'passage N')."""
+
+    tokens: TokenData
+    vector: NDArray[np.float32]
+    label: str
+    cached_id: int | None = None
+    rows: str = "query"

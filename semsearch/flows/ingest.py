@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from ..config import DEFAULT_CODEC, DEFAULT_POOL, Settings
 from ..core import codec as codecs
 from ..core.pooling import pool_words
-from ..core.types import NewPassage, Span
+from ..core.types import Encoded, NewPassage, Span
 from ..documents import Document, Item, Rejected
 from ..encoder import Encoder
 from ..errors import ConfigError, InputError
@@ -334,11 +334,11 @@ def _encode(
     items = [(d, o, span) for d, (doc, spans) in enumerate(todo) for o, span in enumerate(spans)]
     items.sort(key=lambda item: item[2].n_tokens)
     per_doc: list[list[NewPassage | None]] = [[None] * len(spans) for _, spans in todo]
-    tokens = 0
-    for start in range(0, len(items), batch_size):
-        batch = items[start : start + batch_size]
-        texts = [todo[d][0].text[span.start : span.end] for d, _, span in batch]
-        for (d, o, span), enc in zip(batch, encoder.encode(texts)):
+    tokens = done = 0
+    batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
+    texts = [[todo[d][0].text[span.start : span.end] for d, _, span in batch] for batch in batches]
+    for batch, encoded in zip(batches, _passes(encoder, texts)):
+        for (d, o, span), enc in zip(batch, encoded):
             tokens += len(enc.tokens.token_ids)
             kept = pool_words(enc.tokens, encoder.special_tokens) if pool == "words" else enc.tokens
             per_doc[d][o] = NewPassage(
@@ -351,6 +351,18 @@ def _encode(
                 token_vectors=kept.vectors,
                 pieces=kept.pieces,
             )
-        on_batch(start + len(batch), len(items))
+        done += len(batch)
+        on_batch(done, len(items))
     docs = [(doc, [p for p in per_doc[d] if p is not None]) for d, (doc, _) in enumerate(todo)]
     return docs, tokens
+
+
+def _passes(encoder: Encoder, batches: list[list[str]]) -> Iterator[list[Encoded]]:
+    """The batches' encodings in order: all at once where the encoder spreads them over workers
+    (``encode_many``: a Ray pool), else one forward pass after another."""
+    many = getattr(encoder, "encode_many", None)
+    if many is not None:
+        yield from many(batches)
+        return
+    for batch in batches:
+        yield encoder.encode(batch)

@@ -94,6 +94,22 @@ def retrieve(
 ) -> list[Fused]:
     """At least ``wanted`` passages (where there are), best first, by the fusion's mode;
     ``lexical`` is the lexical list when it was fetched already (``lexical_depth`` deep)."""
+    return fuse(candidates(store, keeper, vector, terms, fusion, wanted, where, exclude, lexical), fusion)
+
+
+def candidates(
+    store: Store,
+    keeper: IndexKeeper,
+    vector: NDArray[np.float32],
+    terms: Sequence[str],
+    fusion: Fusion,
+    wanted: int,
+    where: Sequence[tuple[str, str]] = (),
+    exclude: int | None = None,
+    lexical: list[tuple[int, float]] | None = None,
+) -> dict[str, list[tuple[int, float]]]:
+    """Each retriever's list of (passage id, score), best first, before fusion: what a sharded
+    store merges across its shards."""
     extra = exclude is not None
     lists: dict[str, list[tuple[int, float]]] = {}
     depth = lexical_depth(fusion, wanted)
@@ -104,6 +120,11 @@ def retrieve(
         if lexical is None:
             lexical = store.lexical.search(terms, depth + extra, where)
         lists["lexical"] = [(i, s) for i, s in lexical if i != exclude][:depth]
+    return lists
+
+
+def fuse(lists: dict[str, list[tuple[int, float]]], fusion: Fusion) -> list[Fused]:
+    """One ranking from the retrievers' lists, by the fusion's mode and method."""
     if fusion.mode != "hybrid":
         name = fusion.mode
         return [Fused(pid, score, {name: rank}) for rank, (pid, score) in enumerate(lists[name], start=1)]
@@ -145,10 +166,15 @@ def _found(
             break
         logger.warning("the index of %s names passages the store does not hold; rebuilding it", store.path)
         keeper.rebuild()
+    add_cosines(store, vector, found)
+    return found
+
+
+def add_cosines(store: Store, vector: NDArray[np.float32], found: list[Hit]) -> None:
+    """Each hit's exact cosine with ``vector``, from its stored sentence vector."""
     cosines = _cosines(store, vector, [h.passage_id for h in found])
     for hit in found:
         hit.cosine = cosines.get(hit.passage_id)
-    return found
 
 
 def _ranked_once(
@@ -207,12 +233,12 @@ def search(
         early = helper.submit(store.lexical.search, terms, lexical_depth(fusion, k), where)
     vector, tokens = encode_query(encoder, text)
     found = _found(store, keeper, vector, terms, fusion, k, where, group=group, lexical=None if early is None else early.result())
-    query_id = _cache(store, vector, tokens, cache)
-    _describe(store, found, tokens, terms, why, fusion)
+    query_id = cache_query(store, vector, tokens, cache)
+    describe(store, found, tokens, terms, why, fusion)
     return SearchResult(text, query_id, found, fusion.mode)
 
 
-def _describe(store: Store, found: list[Hit], query: TokenData, terms: Sequence[str], why: int, fusion: Fusion) -> None:
+def describe(store: Store, found: list[Hit], query: TokenData, terms: Sequence[str], why: int, fusion: Fusion) -> None:
     """What a page of hits shows besides its ranks: with ``why``, each hit's top word pairs
     against ``query`` and its terms' BM25 parts; always its BM25 (but in dense mode without
     ``why``) and best sentence."""
@@ -225,7 +251,7 @@ def _describe(store: Store, found: list[Hit], query: TokenData, terms: Sequence[
 CACHE_WAIT = 0.5  # seconds a search waits to cache its query while another writer holds the store
 
 
-def _cache(store: Store, vector: NDArray[np.float32], tokens: TokenData, keep: int) -> int | None:
+def cache_query(store: Store, vector: NDArray[np.float32], tokens: TokenData, keep: int) -> int | None:
     """Cache the query for explain, unless the store is read-only or busy with a long write: a
     search never waits on an ingest (its query id is then None)."""
     if store.read_only:
@@ -342,5 +368,5 @@ def like(
     source = store.tokens.of(passage_id, store.codec())  # its text for the lexical side, its tokens for why
     terms = store.lexical.informative(query_terms(source.text, limit=4 * MAX_TERMS))[:MAX_TERMS]
     found = _found(store, keeper, vector, terms, fusion, k, where, exclude=passage_id, group=group)
-    _describe(store, found, source, terms, why, fusion)
+    describe(store, found, source, terms, why, fusion)
     return SearchResult(f"like:{passage_id}", None, found, fusion.mode)

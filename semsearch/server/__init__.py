@@ -202,5 +202,4 @@ def create_app(session: Session, token: str | None = None, cors: list[str] | Non
 
 def warm_up(session: Session) -> None:
     """Load the query model and the index before the first request."""
-    session.encoder  # noqa: B018 - loads it
-    session.keeper.current()
+    session.warm_up()
