@@ -352,10 +352,14 @@ class ShardedSession(Session):
         ray_workers: int = 0,
         only: Callable[[Document], bool] | None = None,
         encoder: Encoder | None = None,
+        shard: int | None = None,
     ) -> IngestReport:
         """Each shard ingests the documents whose key hashes to it (the input is read and checked
         once per shard, nothing is written before the first shard's check passed); a Ray pool is
-        started once for all shards."""
+        started once for all shards. ``shard`` ingests that shard's documents only, so that
+        processes on several machines can fill one sharded store's shards at once."""
+        if shard is not None and not 0 <= shard < self.count:
+            raise QueryError(f"--shard must name one of the {self.count} shards of {self.path} (0 to {self.count - 1}), not {shard}")
         items = list(sources)
         if "-" in items:
             raise QueryError("a sharded store reads its input once per shard: ingest files, not standard input")
@@ -370,17 +374,19 @@ class ShardedSession(Session):
                 s = self.settings
                 recorded = next((shard.store.meta.model for _, shard in self._live_or_none()), None)
                 pool = started = RayEncoder(resolve_model(s, recorded), s.device, s.backend, s.model_cache, ray, ray_workers)
-            for i, shard in enumerate(self.shards):
+            for i, part in enumerate(self.shards):
+                if shard is not None and i != shard:
+                    continue
 
                 def mine(doc: Document, i: int = i) -> bool:
                     return shard_of(doc.key, self.count) == i and (only is None or only(doc))
 
-                report = shard.ingest(
+                report = part.ingest(
                     items, text_fields=text_fields, id_field=id_field, format=format, on_error=on_error, progress=progress, only=mine, encoder=pool
                 )
                 for name in ("documents", "passages", "tokens", "unchanged", "replaced", "seconds", "store_bytes"):
                     setattr(total, name, getattr(total, name) + getattr(report, name))
-                if i == 0:
+                if not total.rejected:
                     total.rejected, total.skipped_file = report.rejected, report.skipped_file
         finally:
             if started is not None:

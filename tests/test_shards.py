@@ -141,6 +141,20 @@ def test_cli_makes_searches_and_explains_a_sharded_store(fake_encoder: object, m
     assert runner.invoke(app, ["check", "--store", "sh"]).exit_code == 0
     assert runner.invoke(app, ["delete", "--doc", top["document_key"], "--store", "sh"]).exit_code == 0
     assert json.loads(runner.invoke(app, ["info", "--store", "sh", "--json"]).output)["documents"] == 63
+    parallel = tmp_path / "parallel"
+    shards.create(parallel, 2)
+    first = runner.invoke(app, ["ingest", str(many), "--store", str(parallel), "--shard", "1", "-q"])
+    assert first.exit_code == 0, first.output
+    with semsearch.open(parallel) as s:
+        assert s.shards[1].info().documents == sum(shards.shard_of(f"doc-{i}", 2) == 1 for i in range(60)) + sum(  # type: ignore[attr-defined]
+            shards.shard_of(f"rare-{i}", 2) == 1 for i in range(4)
+        )
+        assert not (parallel / "shard-000" / "semsearch.db").exists()
+    rest = runner.invoke(app, ["ingest", str(many), "--store", str(parallel), "--shard", "0", "-q"])
+    assert rest.exit_code == 0 and json.loads(runner.invoke(app, ["info", "--store", str(parallel), "--json"]).output)["documents"] == 64
+    assert runner.invoke(app, ["ingest", str(many), "--store", str(parallel), "--shard", "2"]).exit_code == 1
+    plain = runner.invoke(app, ["ingest", str(many), "--store", "plain", "--shard", "0"])
+    assert plain.exit_code == 2 and "needs a sharded store" in plain.output
     empty = tmp_path / "empty"
     shards.create(empty, 2)
     nothing = runner.invoke(app, ["search", "fever", "--store", str(empty)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -16,6 +17,7 @@ from ..errors import StoreError
 from ..flows.query import check_k, check_query
 from ..flows.search import MODES
 from ..results import IngestProgress
+from ..shards import ShardedSession
 from .common import (
     ConfigOpt,
     JsonOpt,
@@ -71,6 +73,7 @@ def ingest(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     ray: Annotated[str | None, typer.Option("--ray", help="encode on a Ray cluster: 'local' starts one on this machine, else a running cluster's address ('auto', 'ray://HEAD:10001'); needs pip install 'semsearch[ray]'", show_default=False)] = None,
     ray_workers: Annotated[int, typer.Option("--ray-workers", help="with --ray: model actors (0: one per GPU, else one per two CPUs)")] = 0,
+    shard: Annotated[int | None, typer.Option("--shard", help="a sharded store: ingest only the documents of shard N (0-based), so that one process per shard can run at once", show_default=False)] = None,
 ) -> None:
     """Read documents, encode them once, and store sentence and token vectors.
 
@@ -81,9 +84,12 @@ def ingest(
     if on_error not in ("stop", "skip"):
         raise typer.BadParameter(f"--on-error must be 'stop' or 'skip', not {on_error!r}")
     with open_session(config, create=True, store=store, model=model, batch_size=batch_size, long_documents=long_documents, device=device) as session:
+        if shard is not None and not isinstance(session, ShardedSession):
+            raise typer.BadParameter(f"--shard needs a sharded store, and {session.path} is not one (semsearch shard create DIR --shards N)")
+        run = functools.partial(session.ingest, shard=shard) if isinstance(session, ShardedSession) else session.ingest
         with _progress(quiet) as progress:
             try:
-                report = session.ingest(
+                report = run(
                     paths, text_fields=tuple(text_field or ("text",)), id_field=id_field, format=fmt, on_error=on_error, progress=progress,
                     ray=ray, ray_workers=ray_workers,
                 )
