@@ -181,3 +181,20 @@ def test_cli_modes_json_and_errors(tmp_path: Path, corpus: Path, fake_encoder: o
     assert bad.exit_code == 2 and "--group-by" in bad.output
     explained = runner.invoke(app, ["explain", "--id", str(data["hits"][0]["passage_id"])])
     assert explained.exit_code == 0 and "BM25" in explained.stdout and "a different score" in explained.stdout
+
+
+@pytest.mark.parametrize("depth", [100, 1])
+def test_each_hit_s_bm25_is_fts5_s_whether_or_not_the_lexical_list_held_it(tmp_path: Path, depth: int) -> None:
+    words = "fever bacteria moon orbit rocks layers plants sunlight magma volcano".split()
+    docs = [{"id": f"d{i}", "text": f"{words[i % 10]} and {words[(i * 3) % 10]} with {words[(i * 7) % 10]} fever."} for i in range(40)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    with semsearch.open(tmp_path / "s", create=True, encoder=HashEncoder(), hybrid_depth=depth) as s:
+        s.ingest([path])
+        for query, k in (("magma volcano rocks", 8), ("orbit moon fever", 3), ("sunlight", 20)):
+            for mode in ("hybrid", "lexical"):
+                result = s.search(query, k=k, mode=mode)
+                terms = s.store.lexical.informative(query_terms(query))
+                direct = s.store.lexical.marked([h.passage_id for h in result.hits], terms, True)
+                assert [h.bm25 for h in result.hits] == [direct.get(h.passage_id, (0.0, ""))[0] for h in result.hits]
+                assert any(h.bm25 for h in result.hits)

@@ -232,20 +232,36 @@ def search(
         # the lexical list does not need the query vector: fetch it while the model encodes
         early = helper.submit(store.lexical.search, terms, lexical_depth(fusion, k), where)
     vector, tokens = encode_query(encoder, text)
-    found = _found(store, keeper, vector, terms, fusion, k, where, group=group, lexical=None if early is None else early.result())
+    lexical = None if early is None else early.result()
+    found = _found(store, keeper, vector, terms, fusion, k, where, group=group, lexical=lexical)
     query_id = cache_query(store, vector, tokens, cache)
-    describe(store, found, tokens, terms, why, fusion)
+    known = None if lexical is None else Known(dict(lexical), len(lexical) < lexical_depth(fusion, k))
+    describe(store, found, tokens, terms, why, fusion, known)
     return SearchResult(text, query_id, found, fusion.mode)
 
 
-def describe(store: Store, found: list[Hit], query: TokenData, terms: Sequence[str], why: int, fusion: Fusion) -> None:
+@dataclass(frozen=True)
+class Known:
+    """BM25 scores a search already has from its lexical list; ``complete`` when the list holds
+    every passage that matches (shorter than asked), so that the others score 0."""
+
+    scores: dict[int, float]
+    complete: bool
+
+    def covers(self, ids: Sequence[int]) -> bool:
+        return self.complete or all(i in self.scores for i in ids)
+
+
+def describe(
+    store: Store, found: list[Hit], query: TokenData, terms: Sequence[str], why: int, fusion: Fusion, known: Known | None = None
+) -> None:
     """What a page of hits shows besides its ranks: with ``why``, each hit's top word pairs
     against ``query`` and its terms' BM25 parts; always its BM25 (but in dense mode without
-    ``why``) and best sentence."""
+    ``why``) and best sentence. ``known`` BM25 scores are not asked of FTS5 again."""
     expls = add_reasons(store, query, found, why) if why else {}
     if why:
         add_terms(store, found, terms)
-    add_snippets(store, found, terms, expls, scores=fusion.mode != "dense" or why > 0)
+    add_snippets(store, found, terms, expls, scores=fusion.mode != "dense" or why > 0, known=known)
 
 
 CACHE_WAIT = 0.5  # seconds a search waits to cache its query while another writer holds the store
@@ -291,14 +307,22 @@ def add_terms(store: Store, found: list[Hit], terms: Sequence[str]) -> None:
         hit.terms = term_shares(parts[hit.passage_id], terms)
 
 
-def add_snippets(store: Store, found: list[Hit], terms: Sequence[str], expls: dict[int, Decomposition], scores: bool = True) -> None:
-    """Each hit's BM25 (with ``scores``), and its best-matching sentence with its matched words
+def add_snippets(
+    store: Store, found: list[Hit], terms: Sequence[str], expls: dict[int, Decomposition], scores: bool = True, known: Known | None = None
+) -> None:
+    """Each hit's BM25 (with ``scores``; from ``known`` where it covers the hits: FTS5's bm25()
+    walks every term's postings again), and its best-matching sentence with its matched words
     marked: the sentence with most query terms (FTS5's tokeniser and stemmer decide), else the
     sentence holding most of the cosine (with ``why``), else the first sentence."""
-    marked = store.lexical.marked([h.passage_id for h in found], terms, scores)
+    ids = [h.passage_id for h in found]
+    reuse = scores and known is not None and known.covers(ids)
+    marked = store.lexical.marked(ids, terms, scores and not reuse)
     for hit in found:
         local = hit.text
         bm25, text = marked.get(hit.passage_id, (0.0 if scores else None, ""))
+        if reuse:
+            assert known is not None
+            bm25 = known.scores.get(hit.passage_id, 0.0)
         hit.bm25 = bm25
         if text and MARK_START not in local and MARK_END not in local:  # the markers cannot be told from the text
             plain, marks = _unmark(text)
