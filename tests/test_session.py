@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,38 @@ def test_a_session_lets_searches_run_while_it_ingests(session: semsearch.Session
     slow.close()
     with pytest.raises(semsearch.StoreError, match="was closed"):
         slow.info()
+
+
+def test_queries_arriving_together_share_a_model_pass_and_get_their_own_vectors(session: semsearch.Session) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from semsearch.session import _SerialEncoder
+
+    class Slow(HashEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[int] = []
+
+        def encode(self, texts: list[str]) -> list:  # type: ignore[override]
+            self.batches.append(len(texts))
+            time.sleep(0.02)
+            return super().encode(texts)
+
+    inner = Slow()
+    shared = _SerialEncoder(inner)
+    texts = [f"query number {i} about {'fever ' * (i % 5)}" for i in range(64)]
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda t: shared.encode([t])[0], texts))
+    alone = HashEncoder()
+    for text, encoded in zip(texts, got):
+        (expected,) = alone.encode([text])
+        assert encoded.tokens.text == text and np.array_equal(encoded.vector, expected.vector)
+    assert sum(inner.batches) == 64 and max(inner.batches) > 1 and len(inner.batches) < 64
+
+    class Broken(HashEncoder):
+        def encode(self, texts: list[str]) -> list:  # type: ignore[override]
+            raise RuntimeError("model failed")
+
+    failing = _SerialEncoder(Broken())
+    with pytest.raises(RuntimeError, match="model failed"):
+        failing.encode(["a query"])
