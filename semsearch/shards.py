@@ -12,7 +12,8 @@ without asking the others. Shard 0's ids are its own.
 A search encodes its query once, asks every shard for its candidates on threads, and merges them
 by score before fusing: in dense mode the merged top k is exactly one store's with an exact index.
 BM25 is each shard's own (its document frequencies), as in other sharded engines. The query is
-cached in shard 0, so ``explain`` finds the last search's query there, whichever shard the hit is in.
+cached in the first shard that holds documents, so ``explain`` finds the last search's query there,
+whichever shard the hit is in.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def shard_of(key: str, shards: int) -> int:
 
 
 def global_id(shard: int, local: int) -> int:
+    if not 0 <= local <= LOCAL:
+        raise StoreError(f"passage id {local} of shard {shard} does not fit in {SHARD_BITS} bits; a shard holds fewer passages")
     return (shard << SHARD_BITS) | local
 
 
@@ -115,6 +118,12 @@ class ShardedSession(Session):
         self.path = Path(settings.store)
         self.count = read_manifest(self.path)
         self.shards = [Session(replace(settings, store=str(self.path / shard_name(i))), create=True, encoder=encoder) for i in range(self.count)]
+        models = {m for m in (s._store.meta.model for s in self.shards if s._store is not None) if m is not None}
+        if len(models) > 1:
+            raise StoreError(f"the shards of {self.path} were built with different models ({', '.join(sorted(str(m) for m in models))}); rebuild the odd ones")
+        if models and not settings.model:  # a shard that gets its first documents uses the others' model
+            for shard in self.shards:
+                shard.settings = replace(shard.settings, model=next(iter(models)))
         for shard in self.shards[1:]:
             shard._encoders = self.shards[0]._encoders  # one model for all shards, its calls serialised
         self._pool = ThreadPoolExecutor(max_workers=min(8, self.count), thread_name_prefix="semsearch-shard")
@@ -149,7 +158,13 @@ class ShardedSession(Session):
 
     @property
     def encoder(self) -> Encoder:
-        return self._live()[0][1].encoder
+        """The query model (one for all shards), checked against every shard that has a store."""
+        live = self._live()
+        encoder = live[0][1].encoder
+        for _, shard in live[1:]:
+            if shard.store.meta.model is not None:
+                shard.store.meta.check_encoder(encoder, shard.path)
+        return encoder
 
     @property
     def store(self) -> Store:
@@ -172,15 +187,14 @@ class ShardedSession(Session):
     def search(
         self, text: str, k: int = 10, where: Sequence[tuple[str, str]] = (), why: int = 0, mode: str | None = None, group_by: str | None = None
     ) -> SearchResult:
-        """As ``Session.search``, over every shard; the query is cached in shard 0."""
+        """As ``Session.search``, over every shard; the query is cached in the first shard with a store."""
         querying.check_k(k)
         querying.check_query(text)
         fusion, group = self.fusion(mode), _grouped(group_by)
         live = self._live()
         vector, tokens = querying.encode_query(self.encoder, text)
         found = self._found(live, vector, query_terms(text), fusion, k, where, group)
-        first = self.shards[0]
-        query_id = searching.cache_query(first.store, vector, tokens, self.settings.query_cache) if store_exists(first.path) else None
+        query_id = searching.cache_query(live[0][1].store, vector, tokens, self.settings.query_cache)
         self._describe(found, tokens, why, fusion)
         return SearchResult(text, query_id, [hit for _, hit, _ in found], fusion.mode)
 
@@ -212,35 +226,46 @@ class ShardedSession(Session):
         exclude: tuple[int, int] | None = None,
         limit: int | None = None,
     ) -> list[tuple[int, Hit, list[str]]]:
-        """(shard, hit with its id in the shard, the shard's query terms), best first."""
+        """(shard, hit with its id in the shard, the shard's query terms), best first. Every
+        shard's candidate lists are merged by score and fused once; with ``group``, the fused
+        list is cut to the best passage of each document, asked deeper until it holds k
+        documents (a document lives in one shard)."""
+        terms_of = {i: shard.store.lexical.informative(words)[:limit] for i, shard in live}
 
-        def ask(item: tuple[int, Session]) -> tuple[int, list[str], list[Hit], dict[str, list[tuple[int, float]]]]:
-            i, shard = item
-            store = shard.store
-            terms = store.lexical.informative(words)[:limit]
-            skip = exclude[1] if exclude is not None and exclude[0] == i else None
-            if group:  # a document lives in one shard: its best passage there is its best anywhere
-                return i, terms, searching._found(store, shard.keeper, vector, terms, fusion, k, where, skip, group=True), {}
-            return i, terms, [], searching.candidates(store, shard.keeper, vector, terms, fusion, k, where, skip)
+        def fused_at(wanted: int) -> list[Fused]:
+            def ask(item: tuple[int, Session]) -> tuple[int, dict[str, list[tuple[int, float]]]]:
+                i, shard = item
+                skip = exclude[1] if exclude is not None and exclude[0] == i else None
+                return i, searching.candidates(shard.store, shard.keeper, vector, terms_of[i], fusion, wanted, where, skip)
 
-        answers = self._map(ask, live)
-        terms_of = {i: terms for i, terms, _, _ in answers}
-        if group:
-            merged = sorted(((i, hit) for i, _, found, _ in answers for hit in found), key=lambda x: -x[1].score)[:k]
-            for rank, (_, hit) in enumerate(merged, start=1):
-                hit.rank = rank
-            return [(i, hit, terms_of[i]) for i, hit in merged]
-        depth = searching.lexical_depth(fusion, k)
-        lists: dict[str, list[tuple[int, float]]] = {}
-        for name in ("dense", "lexical"):
-            entries = [(global_id(i, pid), score) for i, _, _, found in answers for pid, score in found.get(name, [])]
-            if any(name in found for _, _, _, found in answers):
-                lists[name] = sorted(entries, key=lambda x: -x[1])[:depth]
-        fused = searching.fuse(lists, fusion)[:k]
-        by_shard: dict[int, list[Fused]] = {}
-        for f in fused:
-            shard, local = split_id(f.id)
-            by_shard.setdefault(shard, []).append(Fused(local, f.score, f.ranks))
+            answers = self._map(ask, live)
+            depth = searching.lexical_depth(fusion, wanted)
+            lists: dict[str, list[tuple[int, float]]] = {}
+            for name in ("dense", "lexical"):
+                if any(name in found for _, found in answers):
+                    entries = [(global_id(i, pid), score) for i, found in answers for pid, score in found.get(name, [])]
+                    lists[name] = sorted(entries, key=lambda x: -x[1])[:depth]
+            return searching.fuse(lists, fusion)
+
+        if not group:
+            fused = fused_at(k)[:k]
+        else:
+            total = min(sum(shard.store.stats.kept().passages for _, shard in live), max(searching.GROUP_LIMIT, 4 * k))
+            wanted = 4 * k
+            while True:
+                every = fused_at(wanted)
+                best: dict[tuple[int, str], Fused] = {}
+                for i, mine in self._by_shard(every).items():
+                    keys = self.shards[i].store.documents.keys_of([f.id for f in mine])
+                    for f in mine:
+                        key = keys.get(f.id)
+                        if key is not None and (i, key) not in best:
+                            best[(i, key)] = Fused(global_id(i, f.id), f.score, f.ranks)
+                if len(best) >= k or wanted >= total or len(every) < wanted:
+                    break
+                wanted *= 4
+            fused = sorted(best.values(), key=lambda f: -f.score)[:k]
+        by_shard = self._by_shard(fused)
 
         def read(item: tuple[int, list[Fused]]) -> dict[int, Hit]:
             i, mine = item
@@ -259,6 +284,15 @@ class ShardedSession(Session):
                 found_hit.rank = len(result) + 1
                 result.append((split_id(f.id)[0], found_hit, terms_of[split_id(f.id)[0]]))
         return result
+
+    @staticmethod
+    def _by_shard(fused: list[Fused]) -> dict[int, list[Fused]]:
+        """Fused hits with global ids, grouped by shard with their ids in the shard (order kept)."""
+        by_shard: dict[int, list[Fused]] = {}
+        for f in fused:
+            shard, local = split_id(f.id)
+            by_shard.setdefault(shard, []).append(Fused(local, f.score, f.ranks))
+        return by_shard
 
     def _describe(self, found: list[tuple[int, Hit, list[str]]], query: Any, why: int, fusion: searching.Fusion) -> None:
         """Reasons, terms and snippets from each hit's own shard; then the hits get global ids."""
@@ -280,7 +314,7 @@ class ShardedSession(Session):
         self, passage_id: int, query: str | None = None, query_id: int | None = None, against: int | None = None, level: str = "word"
     ) -> Explanation:
         """As ``Session.explain``: the passage's shard explains it, against the query cached in
-        shard 0, new query text, or a passage of any shard."""
+        the first shard with a store, new query text, or a passage of any shard."""
         if sum(x is not None for x in (query, query_id, against)) > 1:
             raise ValueError("give at most one of query, query_id and against")
         shard, index, local = self._shard(passage_id)
@@ -291,10 +325,7 @@ class ShardedSession(Session):
             tokens, vector = store.tokens.of(other_local, store.codec()), store.documents.vector(other_local)
             given = explaining.Given(tokens, vector, f"passage {against}", None, f"passage {against}")
         elif query is None:
-            first = self.shards[0]
-            if not store_exists(first.path):
-                raise NotFoundError(f"no cached query in {self.path}: search first, or pass --query TEXT")
-            cached = first.store.queries.get(query_id)
+            cached = self._live()[0][1].store.queries.get(query_id)
             given = explaining.Given(cached.tokens, cached.vector, f"query {cached.id}: {cached.text}", cached.id)
         encoder = self.encoder if query is not None else None
         result = explaining.explain(shard.store, local, query_text=query, encoder=encoder, level=level, given=given)
@@ -403,7 +434,10 @@ class ShardedSession(Session):
         for key in dict.fromkeys(keys):
             groups.setdefault(shard_of(key, self.count), []).append(key)
         live = dict(self._live_or_none())
-        unknown = [k for i, group in groups.items() for k in group if i not in live or k not in live[i].store.documents.present(set(group))]
+        unknown = []
+        for i, group in groups.items():
+            present = live[i].store.documents.present(set(group)) if i in live else set()
+            unknown += [k for k in group if k not in present]
         if unknown:
             raise NotFoundError(
                 f"no document with key {', '.join(repr(k) for k in unknown[:5])} in {self.path}; nothing was deleted (keys are shown in search results)"

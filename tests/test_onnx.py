@@ -167,3 +167,17 @@ def test_queries_encoded_together_equal_queries_encoded_alone(onnx_encoder: Onnx
         assert np.array_equal(encoded.tokens.token_ids, alone.tokens.token_ids)
         assert float(np.dot(encoded.vector, alone.vector)) > 1 - 1e-6
         assert np.abs(encoded.tokens.vectors - alone.tokens.vectors).max() < 1e-4
+
+
+def test_the_pytorch_encoder_s_own_tokenising_equals_sentence_transformers_preprocessing(torch_encoder: SentenceTransformerEncoder) -> None:
+    texts = stsb_sentences(64) + ["  leading and trailing  ", "Ⅻ ﬁ straße İstanbul", "word " * 400]
+    assert torch_encoder._batch is not None  # the fast path, chosen by a probe at load
+    fast = torch_encoder.encode(texts)
+    fast_path, torch_encoder._batch = torch_encoder._batch, None
+    try:
+        slow = torch_encoder.encode(texts)
+    finally:
+        torch_encoder._batch = fast_path
+    for a, b in zip(fast, slow):
+        assert np.array_equal(a.tokens.token_ids, b.tokens.token_ids) and np.array_equal(a.tokens.offsets, b.tokens.offsets)
+        assert np.abs(a.vector - b.vector).max() < 1e-6 and np.abs(a.tokens.vectors - b.tokens.vectors).max() < 1e-5

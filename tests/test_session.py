@@ -235,7 +235,7 @@ def test_a_session_lets_searches_run_while_it_ingests(session: semsearch.Session
         slow.info()
 
 
-def test_queries_arriving_together_share_a_model_pass_and_get_their_own_vectors(session: semsearch.Session) -> None:
+def test_queries_arriving_together_share_a_model_pass_and_get_their_own_vectors() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from semsearch.session import _SerialEncoder
@@ -251,7 +251,7 @@ def test_queries_arriving_together_share_a_model_pass_and_get_their_own_vectors(
             return super().encode(texts)
 
     inner = Slow()
-    shared = _SerialEncoder(inner)
+    shared = _SerialEncoder(inner, batch=True)
     texts = [f"query number {i} about {'fever ' * (i % 5)}" for i in range(64)]
     with ThreadPoolExecutor(16) as pool:
         got = list(pool.map(lambda t: shared.encode([t])[0], texts))
@@ -259,12 +259,24 @@ def test_queries_arriving_together_share_a_model_pass_and_get_their_own_vectors(
     for text, encoded in zip(texts, got):
         (expected,) = alone.encode([text])
         assert encoded.tokens.text == text and np.array_equal(encoded.vector, expected.vector)
-    assert sum(inner.batches) == 64 and max(inner.batches) > 1 and len(inner.batches) < 64
+    assert sum(inner.batches) == 64 and 1 < max(inner.batches) <= 16 and len(inner.batches) < 64
+    assert _SerialEncoder(inner).encode(["one"])[0].tokens.text == "one"  # without batch: one pass per call
 
     class Broken(HashEncoder):
         def encode(self, texts: list[str]) -> list:  # type: ignore[override]
-            raise RuntimeError("model failed")
+            time.sleep(0.02)
+            raise RuntimeError(f"model failed on {len(texts)} texts")
 
-    failing = _SerialEncoder(Broken())
-    with pytest.raises(RuntimeError, match="model failed"):
-        failing.encode(["a query"])
+    failing = _SerialEncoder(Broken(), batch=True)
+
+    def attempt(text: str) -> str:
+        try:
+            failing.encode([text])
+        except RuntimeError as exc:
+            return str(exc)
+        return "no error"
+
+    with ThreadPoolExecutor(8) as pool:
+        errors = list(pool.map(attempt, [f"q{i}" for i in range(24)]))
+    assert all(e.startswith("model failed on") for e in errors)  # every caller hears of its pass's failure, none hangs
+    assert any(e != "model failed on 1 texts" for e in errors)

@@ -46,15 +46,35 @@ class SentenceTransformerEncoder:
         if not getattr(tokenizer, "is_fast", False):
             raise ModelError(f"model {name!r} has no fast tokenizer; semsearch needs character offsets")
         self.tokenizer = tokenizer
-        from tokenizers import Tokenizer
-
-        self._batch = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # its own copy: padded, truncated
-        self._batch.enable_truncation(max_length=int(self.model.max_seq_length or tokenizer.model_max_length))
-        self._batch.enable_padding(pad_id=int(tokenizer.pad_token_id or 0), pad_token=str(tokenizer.pad_token or "[PAD]"))
         self.max_tokens = int(self.model.max_seq_length or tokenizer.model_max_length)
+        self._batch = self._batch_tokenizer()
         self.window = self.max_tokens - tokenizer.num_special_tokens_to_add()
         self.special_tokens = dict(zip(tokenizer.all_special_ids, tokenizer.all_special_tokens))
         self.pooling = self._pooling()
+
+    def _batch_tokenizer(self) -> Any:
+        """A copy of the model's Rust tokenizer that pads and truncates as the model's own
+        preprocessing does, or None (then ``preprocess`` runs) when a probe text's ids differ."""
+        from tokenizers import Tokenizer
+
+        tokenizer = self.tokenizer
+        if tokenizer.pad_token_id is None:
+            return None
+        batch = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        batch.enable_truncation(max_length=self.max_tokens, direction=getattr(tokenizer, "truncation_side", "right"))
+        batch.enable_padding(
+            direction=getattr(tokenizer, "padding_side", "right"),
+            pad_id=int(tokenizer.pad_token_id),
+            pad_type_id=int(getattr(tokenizer, "pad_token_type_id", 0) or 0),
+            pad_token=str(tokenizer.pad_token),
+        )
+        probe = ["Semsearch probe: Ünïcode, CAPITALS & numbers 1,234.5", "short"]
+        try:
+            theirs = self.model.preprocess(probe)["input_ids"].tolist()
+        except Exception:  # a model whose preprocessing takes other input: keep it
+            return None
+        ours = [e.ids for e in batch.encode_batch(probe)]
+        return batch if ours == theirs else None
 
     def _pooling(self) -> str:
         """'mean' only when the sentence vector is exactly the mean of the token vectors."""
@@ -83,12 +103,16 @@ class SentenceTransformerEncoder:
         # the Rust tokenizer batch, as the model's Transformer module runs it (its normaliser,
         # the model window, padding): asking sentence-transformers' preprocess for offsets ran at
         # about 5k texts/s here, which bounded a GPU ingest (scripts/bench_gpu.py)
-        encodings = self._batch.encode_batch(texts)
-        features: dict[str, Any] = {"input_ids": torch.from_numpy(np.array([e.ids for e in encodings], dtype=np.int64))}
-        features["attention_mask"] = torch.from_numpy(np.array([e.attention_mask for e in encodings], dtype=np.int64))
-        if "token_type_ids" in self.tokenizer.model_input_names:
-            features["token_type_ids"] = torch.from_numpy(np.array([e.type_ids for e in encodings], dtype=np.int64))
-        offsets = torch.from_numpy(np.array([e.offsets for e in encodings], dtype=np.int32).reshape(len(texts), -1, 2))
+        if self._batch is None:
+            features: dict[str, Any] = self.model.preprocess(texts, processing_kwargs={"text": {"return_offsets_mapping": True}})
+            offsets = features.pop("offset_mapping")
+        else:
+            encodings = self._batch.encode_batch(texts)
+            features = {"input_ids": torch.from_numpy(np.array([e.ids for e in encodings], dtype=np.int64))}
+            features["attention_mask"] = torch.from_numpy(np.array([e.attention_mask for e in encodings], dtype=np.int64))
+            if "token_type_ids" in self.tokenizer.model_input_names:
+                features["token_type_ids"] = torch.from_numpy(np.array([e.type_ids for e in encodings], dtype=np.int64))
+            offsets = torch.from_numpy(np.array([e.offsets for e in encodings], dtype=np.int32).reshape(len(texts), -1, 2))
         features = batch_to_device(features, torch.device(self.device))
         with torch.inference_mode():
             out = self.model(features)
