@@ -94,6 +94,10 @@ class Settings:
     query_cache: int = field(
         default=100, metadata={"help": "recent queries whose token vectors are kept"}
     )
+    query_batch: int = field(
+        default=16,
+        metadata={"help": "queries that arrive at once (a busy server) encoded together in one model pass, at most; 1 encodes them one by one"},
+    )
     search_mode: str = field(
         default="hybrid",
         metadata={"help": "how search ranks: 'hybrid' (meaning and words fused), 'dense' (cosine only) or 'lexical' (BM25 only)"},
@@ -120,7 +124,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "token_pool": ("", "pieces", "words"),
     "fusion": ("rrf", "score"),
 }
-POSITIVE = ("batch_size", "sort_window", "query_cache", "nprobe", "ef_search", "k_factor", "hybrid_depth")
+POSITIVE = ("batch_size", "sort_window", "query_cache", "query_batch", "nprobe", "ef_search", "k_factor", "hybrid_depth")
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:

@@ -69,20 +69,17 @@ class _Waiting:
         self.done = False
 
 
-QUERY_BATCH = 16  # queries that wait for the model are encoded together, this many at most
-
-
 class _SerialEncoder:
     """An encoder whose calls run one at a time: a fast tokenizer shared by threads can fail
     ('Already borrowed'), and two model passes on two cores only slow each other.
 
-    With ``batch`` (the ONNX query model), single texts that arrive while a pass runs are encoded
-    together in the next one, up to ``QUERY_BATCH``: eight short queries cost 6.5 ms each in one
+    With ``batch`` > 1 (the ONNX query model: the ``query_batch`` setting), single texts that
+    arrive while a pass runs are encoded together in the next one, up to ``batch``: eight short queries cost 6.5 ms each in one
     pass on one ONNX Runtime thread, instead of 8.7 (scripts/bench_serve.py: 16 clients, 92 → 112
     dense searches/s). Padding makes a query's vectors equal to its own pass's within float
     rounding (1e-6), not bit for bit."""
 
-    def __init__(self, inner: Encoder, batch: bool = False) -> None:
+    def __init__(self, inner: Encoder, batch: int = 1) -> None:
         self.inner = inner
         self.batch = batch
         self._lock = threading.Lock()  # the model
@@ -93,7 +90,7 @@ class _SerialEncoder:
         self.pooling, self.special_tokens = inner.pooling, inner.special_tokens
 
     def encode(self, texts: list[str]) -> list[Encoded]:
-        if len(texts) != 1 or not self.batch:
+        if len(texts) != 1 or self.batch <= 1:
             with self._lock:
                 return self.inner.encode(texts)
         mine = _Waiting(texts[0])
@@ -105,7 +102,7 @@ class _SerialEncoder:
                     cond.wait()
                     continue
                 self._running = True
-                batch, self._queue = self._queue[:QUERY_BATCH], self._queue[QUERY_BATCH:]
+                batch, self._queue = self._queue[: self.batch], self._queue[self.batch :]
                 cond.release()
                 try:
                     self._run(batch)
@@ -258,7 +255,7 @@ class Session:
                 if key not in self._encoders:
                     recorded = self._store.meta.model if self._store is not None else None
                     loaded = encoder_module.load_encoder(resolve_model(s, recorded), s.device, backend, s.model_cache, purpose)
-                    self._encoders[key] = _SerialEncoder(loaded, batch=key == "onnx-query")
+                    self._encoders[key] = _SerialEncoder(loaded, batch=s.query_batch if key == "onnx-query" else 1)
                 encoder = self._encoders[key]
         if self._store is not None and self._store.meta.model is not None:
             self._store.meta.check_encoder(encoder, self.path)

@@ -251,7 +251,7 @@ def test_queries_arriving_together_share_a_model_pass_and_get_their_own_vectors(
             return super().encode(texts)
 
     inner = Slow()
-    shared = _SerialEncoder(inner, batch=True)
+    shared = _SerialEncoder(inner, batch=16)
     texts = [f"query number {i} about {'fever ' * (i % 5)}" for i in range(64)]
     with ThreadPoolExecutor(16) as pool:
         got = list(pool.map(lambda t: shared.encode([t])[0], texts))
@@ -267,7 +267,7 @@ def test_queries_arriving_together_share_a_model_pass_and_get_their_own_vectors(
             time.sleep(0.02)
             raise RuntimeError(f"model failed on {len(texts)} texts")
 
-    failing = _SerialEncoder(Broken(), batch=True)
+    failing = _SerialEncoder(Broken(), batch=16)
 
     def attempt(text: str) -> str:
         try:
