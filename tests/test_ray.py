@@ -82,3 +82,5 @@ def test_ray_says_how_to_install_it(sample: Path, monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 1
     assert "pip install 'semsearch[ray]'" in result.output
     assert not Path("s", "semsearch.db").exists() or semsearch.open("s").info().documents == 0
+    alone = CliRunner().invoke(app, ["ingest", str(sample), "--text-field", "question.stem", "--store", "s", "-q", "--ray-workers", "2"])
+    assert alone.exit_code == 2 and "--ray-workers needs --ray" in alone.output

@@ -84,6 +84,8 @@ def ingest(
     if on_error not in ("stop", "skip"):
         raise typer.BadParameter(f"--on-error must be 'stop' or 'skip', not {on_error!r}")
     with open_session(config, create=True, store=store, model=model, batch_size=batch_size, long_documents=long_documents, device=device) as session:
+        if ray_workers and not ray:
+            raise typer.BadParameter("--ray-workers needs --ray local or --ray ADDRESS")
         if shard is not None and not isinstance(session, ShardedSession):
             raise typer.BadParameter(f"--shard needs a sharded store, and {session.path} is not one (semsearch shard create DIR --shards N)")
         run = functools.partial(session.ingest, shard=shard) if isinstance(session, ShardedSession) else session.ingest
