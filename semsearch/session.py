@@ -74,10 +74,10 @@ class _SerialEncoder:
     ('Already borrowed'), and two model passes on two cores only slow each other.
 
     With ``batch`` > 1 (the ONNX query model: the ``query_batch`` setting), single texts that
-    arrive while a pass runs are encoded together in the next one, up to ``batch``: eight short queries cost 6.5 ms each in one
-    pass on one ONNX Runtime thread, instead of 8.7 (scripts/bench_serve.py: 16 clients, 92 → 112
-    dense searches/s). Padding makes a query's vectors equal to its own pass's within float
-    rounding (1e-6), not bit for bit."""
+    arrive while a pass runs are encoded together in the next one, up to ``batch``: eight short
+    queries cost 6.5 ms each in one pass on one ONNX Runtime thread instead of 8.7
+    (scripts/bench_batching.py: 16 clients, 71.6 → 88.1 dense searches/s). Padding makes a
+    query's vectors equal to its own pass's within float rounding (1e-6), not bit for bit."""
 
     def __init__(self, inner: Encoder, batch: int = 1) -> None:
         self.inner = inner
@@ -398,8 +398,8 @@ class Session:
                 if only is not None:
                     documents = (d for d in documents if only(d))
                 report = ingesting.ingest(self.store, self.keeper, encoder, documents, self.settings, progress, checked.documents)
-                if isinstance(encoder, _SerialEncoder) and encoder_module.choose_backend(s.backend, s.device, "query") == "onnx":
-                    encoder_module.prepare_query_model(encoder, s.model_cache)
+                if encoder_module.choose_backend(s.backend, s.device, "query") == "onnx":
+                    encoder_module.prepare_query_model(encoder, s.model_cache)  # a PyTorch model's export; nothing for others
         report.rejected = checked.rejected
         if checked.rejected:
             report.skipped_file = str(ingesting.write_skipped(self.path, checked.rejected))

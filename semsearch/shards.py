@@ -22,6 +22,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -133,15 +134,13 @@ class ShardedSession(Session):
         for shard in self.shards:
             shard.close()
 
-    def __enter__(self) -> ShardedSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _existing(self) -> list[tuple[int, Session]]:
+        """The shards that hold a store (a shard gets one with its first document)."""
+        return [(i, s) for i, s in enumerate(self.shards) if s._store is not None or store_exists(s.path)]
 
     def _live(self) -> list[tuple[int, Session]]:
-        """The shards that hold a store (a shard gets one with its first document)."""
-        live = [(i, s) for i, s in enumerate(self.shards) if s._store is not None or store_exists(s.path)]
+        """The shards that hold a store; an error when none does yet."""
+        live = self._existing()
         if not live:
             raise StoreError(f"the sharded store {self.path} holds no documents yet; run 'semsearch ingest FILES --store {self.path}' first")
         return live
@@ -178,9 +177,6 @@ class ShardedSession(Session):
         self.encoder  # noqa: B018 - loads it
         for _, shard in self._live():
             shard.keeper.current()
-
-    def fusion(self, mode: str | None = None) -> searching.Fusion:
-        return self.shards[0].fusion(mode)
 
     # reads ------------------------------------------------------------------------------------
     @_translated
@@ -247,24 +243,18 @@ class ShardedSession(Session):
                     lists[name] = sorted(entries, key=lambda x: -x[1])[:depth]
             return searching.fuse(lists, fusion)
 
-        if not group:
-            fused = fused_at(k)[:k]
+        def keys_of(fused: list[Fused]) -> dict[int, str]:  # a key lives in one shard: keys name documents across shards
+            return {
+                global_id(i, pid): key
+                for i, mine in self._by_shard(fused).items()
+                for pid, key in self.shards[i].store.documents.keys_of([f.id for f in mine]).items()
+            }
+
+        if group:
+            passages = sum(shard.store.stats.kept().passages for _, shard in live)
+            fused = searching.best_of_documents(fused_at, keys_of, k, passages)[:k]
         else:
-            total = min(sum(shard.store.stats.kept().passages for _, shard in live), max(searching.GROUP_LIMIT, 4 * k))
-            wanted = 4 * k
-            while True:
-                every = fused_at(wanted)
-                best: dict[tuple[int, str], Fused] = {}
-                for i, mine in self._by_shard(every).items():
-                    keys = self.shards[i].store.documents.keys_of([f.id for f in mine])
-                    for f in mine:
-                        key = keys.get(f.id)
-                        if key is not None and (i, key) not in best:
-                            best[(i, key)] = Fused(global_id(i, f.id), f.score, f.ranks)
-                if len(best) >= k or wanted >= total or len(every) < wanted:
-                    break
-                wanted *= 4
-            fused = sorted(best.values(), key=lambda f: -f.score)[:k]
+            fused = fused_at(k)[:k]
         by_shard = self._by_shard(fused)
 
         def read(item: tuple[int, list[Fused]]) -> dict[int, Hit]:
@@ -317,10 +307,10 @@ class ShardedSession(Session):
         the first shard with a store, new query text, or a passage of any shard."""
         if sum(x is not None for x in (query, query_id, against)) > 1:
             raise ValueError("give at most one of query, query_id and against")
-        shard, index, local = self._shard(passage_id)
+        shard, _, local = self._shard(passage_id)
         given = None
         if against is not None:
-            other, other_index, other_local = self._shard(against)
+            other, _, other_local = self._shard(against)
             store = other.store
             tokens, vector = store.tokens.of(other_local, store.codec()), store.documents.vector(other_local)
             given = explaining.Given(tokens, vector, f"passage {against}", None, f"passage {against}")
@@ -395,16 +385,10 @@ class ShardedSession(Session):
         if "-" in items:
             raise QueryError("a sharded store reads its input once per shard: ingest files, not standard input")
         total = IngestReport(0, 0, 0, 0, 0, 0.0)
-        pool: Any = encoder
-        started = None
-        try:
-            if ray and pool is None:
-                from .config import resolve_model
-                from .encoder.ray_backend import RayEncoder
-
-                s = self.settings
-                recorded = next((shard.store.meta.model for _, shard in self._live_or_none()), None)
-                pool = started = RayEncoder(resolve_model(s, recorded), s.device, s.backend, s.model_cache, ray, ray_workers)
+        with ExitStack() as stack:
+            if ray and encoder is None:  # one pool for every shard, with the store's model
+                first = next((part for _, part in self._existing()), self.shards[0])
+                encoder = first._ray_encoder(stack, ray, ray_workers)
             for i, part in enumerate(self.shards):
                 if shard is not None and i != shard:
                     continue
@@ -413,19 +397,13 @@ class ShardedSession(Session):
                     return shard_of(doc.key, self.count) == i and (only is None or only(doc))
 
                 report = part.ingest(
-                    items, text_fields=text_fields, id_field=id_field, format=format, on_error=on_error, progress=progress, only=mine, encoder=pool
+                    items, text_fields=text_fields, id_field=id_field, format=format, on_error=on_error, progress=progress, only=mine, encoder=encoder
                 )
                 for name in ("documents", "passages", "tokens", "unchanged", "replaced", "seconds", "store_bytes"):
                     setattr(total, name, getattr(total, name) + getattr(report, name))
                 if not total.rejected:
                     total.rejected, total.skipped_file = report.rejected, report.skipped_file
-        finally:
-            if started is not None:
-                started.close()
         return total
-
-    def _live_or_none(self) -> list[tuple[int, Session]]:
-        return [(i, s) for i, s in enumerate(self.shards) if store_exists(s.path)]
 
     @_translated
     def delete(self, keys: Sequence[str]) -> DeleteReport:
@@ -433,7 +411,7 @@ class ShardedSession(Session):
         groups: dict[int, list[str]] = {}
         for key in dict.fromkeys(keys):
             groups.setdefault(shard_of(key, self.count), []).append(key)
-        live = dict(self._live_or_none())
+        live = dict(self._existing())
         unknown = []
         for i, group in groups.items():
             present = live[i].store.documents.present(set(group)) if i in live else set()
@@ -453,7 +431,7 @@ class ShardedSession(Session):
     def check(self, repair: bool = False, force: bool = False) -> CheckReport:
         """Every shard checked (and repaired); problems name their shard."""
         total = CheckReport({})
-        for i, shard in self._live_or_none():
+        for i, shard in self._existing():
             report = shard.check(repair, force)
             name = shard_name(i)
             for key, value in report.counts.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -191,11 +191,25 @@ def _ranked_once(
 ) -> list[Fused]:
     if not group:
         return retrieve(store, keeper, vector, terms, fusion, k, where, exclude, lexical)
-    total = min(store.stats.kept().passages, max(GROUP_LIMIT, 4 * k))  # a request reads this many passages at most
+    return best_of_documents(
+        lambda wanted: retrieve(store, keeper, vector, terms, fusion, wanted, where, exclude),
+        lambda fused: store.documents.keys_of([f.id for f in fused]),
+        k,
+        store.stats.kept().passages,
+    )
+
+
+def best_of_documents(
+    fused_at: Callable[[int], list[Fused]], keys_of: Callable[[list[Fused]], dict[int, str]], k: int, passages: int
+) -> list[Fused]:
+    """The best passage of each of ``k`` documents, best first: ``fused_at(wanted)`` ranks that
+    many passages, asked four times deeper until k documents are in (or ``passages``, at most
+    ``GROUP_LIMIT``, were read); ``keys_of`` names their documents."""
+    total = min(passages, max(GROUP_LIMIT, 4 * k))  # a request reads this many passages at most
     wanted = 4 * k
     while True:
-        fused = retrieve(store, keeper, vector, terms, fusion, wanted, where, exclude)
-        keys = store.documents.keys_of([f.id for f in fused])
+        fused = fused_at(wanted)
+        keys = keys_of(fused)
         best: dict[str, Fused] = {}
         for f in fused:
             key = keys.get(f.id)
