@@ -194,3 +194,21 @@ def test_the_server_answers_over_a_sharded_store(pair: tuple[semsearch.Session, 
     assert why["passage_id"] == pid and np.isclose(why["sum"], why["score"])
     assert client.get(f"/api/passages/{pid}").json()["id"] == pid
     assert client.get("/api/info").json()["shards"] == 3
+
+
+def test_an_80_column_table_shows_long_ids_whole(pair: tuple[semsearch.Session, semsearch.Session]) -> None:
+    import io
+    import re
+
+    from rich.console import Console
+
+    from semsearch.render.terminal import search_table
+
+    _, three = pair
+    result = three.search("fever bacteria moon", k=5, mode="dense")
+    console = Console(width=80, file=io.StringIO(), record=True)
+    console.print(search_table(result))
+    lines = console.export_text().splitlines()[1:]
+    assert all(len(line) <= 80 and line.rstrip()[-1] in "┓┃┩│└┘" for line in lines if line.strip())  # nothing cropped
+    column = "".join(re.split(r"[│┃]", line)[2].strip() for line in lines if line.startswith("│"))
+    assert "…" not in column and column == "".join(str(h.passage_id) for h in result.hits)  # folded, never cut

@@ -68,7 +68,8 @@ def search_table(result: SearchResult) -> Table:
         ("found by", "left"), ("document", "left"), ("best sentence", "left"),
     )
     for name, justify in columns:
-        table.add_column(name, justify=justify, overflow="fold" if name == "best sentence" else "ellipsis")
+        # an id is copied into other commands (a sharded store's have 13 digits): folded, never cut
+        table.add_column(name, justify=justify, overflow="fold" if name in ("id", "best sentence") else "ellipsis")
     for hit in result.hits:
         text = marked_snippet(hit)
         if hit.reasons:
