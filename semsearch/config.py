@@ -98,6 +98,13 @@ class Settings:
         default=16,
         metadata={"help": "queries that arrive at once (a busy server) encoded together in one model pass, at most; 1 encodes them one by one"},
     )
+    lexical_memory: int = field(
+        default=1_000_000,
+        metadata={
+            "help": "a server (and eval) keeps the lexical index's postings in memory for BM25 while the store has at most "
+            "this many passages (about 12 bytes a distinct word of a passage); 0 always asks SQLite FTS5 (same scores, slower)"
+        },
+    )
     search_mode: str = field(
         default="hybrid",
         metadata={"help": "how search ranks: 'hybrid' (meaning and words fused), 'dense' (cosine only) or 'lexical' (BM25 only)"},

@@ -349,6 +349,7 @@ class Session:
         key → relevance) in ``mode`` (default: search's); needs the ``eval`` extra (ir-measures).
         ``semsearch.flows.evaluate.read_judged`` reads BEIR files."""
         evaluating.require_ir_measures()  # before the model loads
+        self.store.lexical.keep_in_memory(self.settings.lexical_memory)
         fusion = self.fusion(mode)
         return evaluating.evaluate(self.store, self.keeper, self.encoder, queries, qrels, k, depth, fusion)
 
@@ -418,9 +419,11 @@ class Session:
         return pool
 
     def warm_up(self) -> None:
-        """Load the query model and the index now (a server does, before its port opens)."""
+        """Load the query model and the index now, and keep BM25's postings in memory (a server
+        does, before its port opens)."""
         self.encoder  # noqa: B018 - loads it
         self.keeper.current()
+        self.store.lexical.keep_in_memory(self.settings.lexical_memory)
 
     @_translated
     def delete(self, keys: Sequence[str]) -> DeleteReport:

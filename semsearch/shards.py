@@ -177,6 +177,7 @@ class ShardedSession(Session):
         self.encoder  # noqa: B018 - loads it
         for _, shard in self._live():
             shard.keeper.current()
+            shard.store.lexical.keep_in_memory(self.settings.lexical_memory)
 
     # reads ------------------------------------------------------------------------------------
     @_translated

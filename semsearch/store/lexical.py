@@ -9,13 +9,16 @@ query's score for a passage is exactly that term's part of the whole score.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from . import postings as memory
 from .documents import _meta_filters
-from .schema import LEXICAL_FILL, LEXICAL_TABLE
+from .schema import LEXICAL_FILL, LEXICAL_TABLE, LEXICAL_TOKENIZER
 from .sql import in_chunks
 
 if TYPE_CHECKING:
@@ -24,6 +27,9 @@ if TYPE_CHECKING:
 MARK_START, MARK_END = "\x02", "\x03"  # around matched words in ``marked`` text
 DF_CACHE = 200_000  # posting counts kept (then the cache starts again)
 COMMON_SHARE = 0.25  # query terms in this share of the passages or more are left out (see ``informative``)
+REREAD_PAUSE = 2.0  # seconds, at least, between two reads of the postings into memory (and 4x the last read's time)
+
+logger = logging.getLogger(__name__)
 
 
 def expression(terms: Sequence[str]) -> str:
@@ -37,6 +43,59 @@ class Lexical:
         self._df: dict[str, int] = {}
         self._df_of: tuple[int, int] | None = None  # the passage count and top id the cache holds for
         self._df_lock = threading.Lock()
+        self._memory_limit = 0  # passages up to which BM25 is answered from memory (0: never)
+        self._postings: memory.Postings | None = None
+        self._stemmer: memory.Stemmer | None = None
+        self._reading: threading.Thread | None = None
+        self._next_read = 0.0
+
+    # BM25 from memory (a long-lived session) ----------------------------------------------------
+    def keep_in_memory(self, limit: int) -> None:
+        """Answer BM25 from postings held in memory (``postings``) while the store has at most
+        ``limit`` passages; read them now. Until they are read, and whenever the passages have
+        changed since, FTS5 answers (exactly the same scores) and a newer read starts behind."""
+        self._memory_limit = limit
+        self._stemmer = self._stemmer or memory.Stemmer(LEXICAL_TOKENIZER)
+        self._reread()
+        if self._reading is not None:
+            self._reading.join()
+
+    def _memory(self, words: Sequence[str]) -> tuple[memory.Postings, list[str]] | None:
+        """The postings, if they hold the passages as they are now, and ``words`` as their terms
+        (None where a word is more than one FTS5 term: that phrase needs FTS5)."""
+        postings, stemmer = self._postings, self._stemmer
+        if not self._memory_limit or stemmer is None:
+            return None
+        if postings is None or postings.fingerprint != self._store.stats.kept().fingerprint:
+            self._reread()
+            return None
+        terms = stemmer.terms(words)
+        if any(len(t) > 1 for t in terms):
+            return None
+        return postings, [t[0] if t else "" for t in terms]
+
+    def _reread(self) -> None:
+        """Read the postings on a thread of their own, unless a read runs or ran a moment ago."""
+        with self._df_lock:
+            if (self._reading is not None and self._reading.is_alive()) or time.monotonic() < self._next_read:
+                return
+            if self._store.stats.kept().passages > self._memory_limit:
+                self._postings = None
+                return
+            self._next_read = time.monotonic() + REREAD_PAUSE
+            self._reading = threading.Thread(target=self._read, name="semsearch-postings", daemon=True)
+            self._reading.start()
+
+    def _read(self) -> None:
+        started = time.monotonic()
+        try:
+            self._postings = memory.read(self._store.db.conn, lambda: self._store.stats.kept().fingerprint)
+            logger.info("BM25 postings in memory: %d pairs in %.2f s", self._postings.pairs, time.monotonic() - started)
+        except sqlite3.Error as exc:  # FTS5 keeps answering
+            logger.warning("the lexical postings could not be read into memory (%s); BM25 comes from FTS5", exc)
+        finally:
+            self._next_read = max(self._next_read, time.monotonic() + 3 * (time.monotonic() - started))
+            self._store.release()
 
     def informative(self, terms: Sequence[str]) -> list[str]:
         """``terms`` that occur, without those in a quarter of the passages or more (unless all
@@ -46,7 +105,14 @@ class Lexical:
         BM25 of the remaining terms. Posting counts are cached until the passages change."""
         if not terms:
             return []
+        held = self._memory(terms)
         stats = self._store.stats.kept()
+        if held is not None:
+            postings, stems = held
+            df = {t: postings.df(stem) for t, stem in zip(terms, stems)}
+            found = [t for t in terms if df[t] > 0]
+            rare = [t for t in found if df[t] < COMMON_SHARE * stats.passages]
+            return rare or found
         with self._df_lock:
             if self._df_of != stats.fingerprint or len(self._df) > DF_CACHE:
                 self._df, self._df_of = {}, stats.fingerprint
@@ -69,6 +135,13 @@ class Lexical:
         documents whose metadata match, ``only`` these passages."""
         if not terms or k < 1:
             return []
+        held = None if filters else self._memory(terms)
+        if held is not None:
+            postings, stems = held
+            if only is None:
+                return postings.top(stems, k)
+            scored = [(pid, score) for pid, score in postings.scores(stems, only).items() if score > 0]
+            return sorted(scored, key=lambda r: (-r[1], r[0]))[:k]
         sql = "SELECT rowid, -bm25(passage_text) FROM passage_text WHERE passage_text MATCH ?"
         params: list[object] = [expression(terms)]
         if filters:
@@ -99,6 +172,16 @@ class Lexical:
         ``MARK_START`` and ``MARK_END`` (FTS5's own tokeniser and stemmer decide what matches)."""
         if not terms or not passage_ids:
             return {}
+        held = self._memory(terms) if scores else None
+        if held is not None or not scores:  # one short statement a passage: cheaper than one over them all
+            bm25 = held[0].scores(held[1], passage_ids) if held is not None else {}
+            sql = "SELECT highlight(passage_text, 0, ?, ?) FROM passage_text WHERE passage_text MATCH ? AND rowid = ?"
+            marks: dict[int, tuple[float | None, str]] = {}
+            for pid in passage_ids:
+                row = self._store.db.execute(sql, [MARK_START, MARK_END, expression(terms), pid]).fetchone()
+                if row is not None:
+                    marks[int(pid)] = (bm25.get(int(pid)), str(row[0]))
+            return marks
         score = "-bm25(passage_text)" if scores else "NULL"
         sql = (
             f"SELECT rowid, {score}, highlight(passage_text, 0, ?, ?) FROM passage_text "
