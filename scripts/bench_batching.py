@@ -1,9 +1,10 @@
-"""Queries encoded together or one by one: two `semsearch serve` processes on one copy of a store,
-one with the default `query_batch` (16) and one with `SEMSEARCH_QUERY_BATCH=1`, asked in turn by
-1 and 16 client threads (dense and hybrid searches of 12-word Reuters paragraph openings),
-rounds alternating; medians of the rounds.
+"""A server setting measured side by side: two `semsearch serve` processes on one copy of a store,
+one with the defaults and one with ``--against NAME=VALUE`` (by default `query_batch=1`: queries
+encoded one by one instead of together), asked in turn by 1 and 16 client threads (dense and
+hybrid searches of 12-word Reuters paragraph openings), rounds alternating; medians of the rounds.
 
     .venv/bin/python scripts/bench_batching.py --store r10k [--rounds 3] [--seconds 8]
+    .venv/bin/python scripts/bench_batching.py --store r10k --against lexical_memory=0
 """
 
 from __future__ import annotations
@@ -26,17 +27,21 @@ def main() -> None:
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--against", default="query_batch=1", help="NAME=VALUE: the setting the second server runs with")
     args = parser.parse_args()
+    setting, _, value = args.against.partition("=")
+    variable = "SEMSEARCH_" + setting.upper()
     queries = [" ".join(r["text"].split()[:12]) for r in reuters_rows(20_000, 600)]
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         shutil.copytree(args.store, store)
         servers = {}
-        for name, batch in (("query_batch 16", "16"), ("query_batch 1", "1")):
-            os.environ["SEMSEARCH_QUERY_BATCH"] = batch  # the server process inherits it
+        for name, given in (("defaults", None), (f"{setting} {value}", value)):
+            if given is not None:
+                os.environ[variable] = given  # the server process inherits it
             port = free_port()
             servers[name] = (port, start_server(store, port))
-        os.environ.pop("SEMSEARCH_QUERY_BATCH")
+        os.environ.pop(variable, None)
         results: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
         try:
             for _ in range(args.rounds):

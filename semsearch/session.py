@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from . import encoder as encoder_module
 from .config import Settings, load_settings, resolve_model
+from .core.batching import Grouped
 from .core.types import Encoded, Passage, Span
 from .documents import Document, ReadOptions, Rejected, read_all, read_records, spool_stdin
 from .encoder import Encoder
@@ -59,16 +60,6 @@ Progress = Callable[[IngestProgress], None]
 Source = str | Path | Document | Mapping[str, Any]
 
 
-class _Waiting:
-    """One query waiting for a model pass that another thread may run for it."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.result: Encoded | None = None
-        self.error: BaseException | None = None
-        self.done = False
-
-
 class _SerialEncoder:
     """An encoder whose calls run one at a time: a fast tokenizer shared by threads can fail
     ('Already borrowed'), and two model passes on two cores only slow each other.
@@ -83,55 +74,18 @@ class _SerialEncoder:
         self.inner = inner
         self.batch = batch
         self._lock = threading.Lock()  # the model
-        self._queue_changed = threading.Condition()
-        self._queue: list[_Waiting] = []
-        self._running = False
+        self._grouped = Grouped(self._pass, batch, lambda: ModelError("the query's model pass was interrupted; try again"))
         self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
         self.pooling, self.special_tokens = inner.pooling, inner.special_tokens
 
     def encode(self, texts: list[str]) -> list[Encoded]:
         if len(texts) != 1 or self.batch <= 1:
-            with self._lock:
-                return self.inner.encode(texts)
-        mine = _Waiting(texts[0])
-        cond = self._queue_changed
-        with cond:
-            self._queue.append(mine)
-            while not mine.done:
-                if self._running:
-                    cond.wait()
-                    continue
-                self._running = True
-                batch, self._queue = self._queue[: self.batch], self._queue[self.batch :]
-                cond.release()
-                try:
-                    self._run(batch)
-                finally:
-                    cond.acquire()
-                    self._running = False
-                    cond.notify_all()
-        if mine.error is not None:
-            raise mine.error
-        assert mine.result is not None
-        return [mine.result]
+            return self._pass(texts)
+        return [self._grouped(texts[0])]
 
-    def _run(self, batch: list[_Waiting]) -> None:
-        """One pass for ``batch``; each waiting query gets its vectors or the pass's error."""
-        try:
-            with self._lock:
-                encoded = self.inner.encode([w.text for w in batch])
-            for waiting, result in zip(batch, encoded, strict=True):
-                waiting.result = result
-        except Exception as exc:
-            for waiting in batch:
-                waiting.error = exc
-        except BaseException:
-            for waiting in batch:
-                waiting.error = ModelError("the query's model pass was interrupted; try again")
-            raise
-        finally:
-            for waiting in batch:
-                waiting.done = True
+    def _pass(self, texts: list[str]) -> list[Encoded]:
+        with self._lock:
+            return self.inner.encode(texts)
 
     def split(self, texts: list[str], overlap: int, truncate: bool) -> list[list[Span]]:
         with self._lock:

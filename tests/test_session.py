@@ -280,3 +280,26 @@ def test_queries_arriving_together_share_a_model_pass_and_get_their_own_vectors(
         errors = list(pool.map(attempt, [f"q{i}" for i in range(24)]))
     assert all(e.startswith("model failed on") for e in errors)  # every caller hears of its pass's failure, none hangs
     assert any(e != "model failed on 1 texts" for e in errors)
+
+
+def test_queries_searched_at_once_are_cached_together_each_under_its_own_id(session: semsearch.Session) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    commits: list[int] = []
+    save_all = session.store.queries._save_all
+
+    def counted(queries: list) -> list[int]:  # type: ignore[type-arg]
+        commits.append(len(queries))
+        time.sleep(0.01)
+        return save_all(queries)
+
+    session.store.queries._grouped._run = counted
+    texts = [f"what makes a fever number {i}" for i in range(48)]
+    with ThreadPoolExecutor(16) as pool:
+        found = list(pool.map(lambda t: session.search(t, k=2), texts))
+    ids = [r.query_id for r in found]
+    assert None not in ids and len(set(ids)) == 48
+    assert sum(commits) == 48 and len(commits) < 48  # fewer transactions than queries
+    for text, result in zip(texts[-20:], found[-20:]):  # the cache keeps the last query_cache (100) of them
+        assert result.query_id is not None
+        assert session.explain(result.hits[0].passage_id, query_id=result.query_id).against == f"query {result.query_id}: {text}"

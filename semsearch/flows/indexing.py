@@ -67,6 +67,9 @@ class IndexKeeper:
 
     def current(self, save: bool = True) -> VectorIndex:
         """The index, brought up to date with SQLite (saved when ``save`` and it changed)."""
+        index, state = self._index, self._state_now()
+        if index is not None and state == self._state:  # the common case: no lock for threads to queue on
+            return index
         with self._lock:
             state = self._state_now()
             if self._index is None or state != self._state:

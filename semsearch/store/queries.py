@@ -10,14 +10,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..core import codec as codecs
+from ..core.batching import Grouped
 from ..core.types import TokenData
-from ..errors import NotFoundError
+from ..errors import NotFoundError, StoreError
 from .sql import next_id
 
 if TYPE_CHECKING:
     from . import Store
 
 COLUMNS = "id, text, created, n, token_ids, offsets, vectors, vector"
+GROUP = 64  # queries cached in one transaction, at most
 
 
 @dataclass
@@ -36,16 +38,22 @@ class Queries:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._grouped = Grouped(self._save_all, GROUP, lambda: StoreError("the query was not cached: its write was interrupted"))
 
     def save(self, vector: NDArray[np.float32], tokens: TokenData, keep: int, wait: float | None = None) -> int:
         """Cache a query's tokens; with ``wait``, give up (``StoreBusy``) when another writer holds
-        the store longer than that."""
-        with self._store.writing(wait):
+        the store longer than that. Queries that threads cache at once are written together, in one
+        transaction (a busy server: one commit instead of one per search)."""
+        return self._grouped((vector, tokens, keep, wait))
+
+    def _save_all(self, queries: list[tuple[NDArray[np.float32], TokenData, int, float | None]]) -> list[int]:
+        waits = [q[3] for q in queries]
+        with self._store.writing(None if None in waits else max(w for w in waits if w is not None)):
             db = self._store.db
-            qid = next_id(db, "queries")
-            db.table("queries").insert(
+            first = next_id(db, "queries")
+            rows = [
                 {
-                    "id": qid,
+                    "id": first + i,
                     "text": tokens.text,
                     "created": time.time(),
                     "n": len(tokens.token_ids),
@@ -54,9 +62,12 @@ class Queries:
                     "vectors": codecs.f32_to_bytes(tokens.vectors),
                     "vector": codecs.f32_to_bytes(vector),
                 }
-            )
-            db.execute("DELETE FROM queries WHERE id <= ?", [qid - keep])
-        return qid
+                for i, (vector, tokens, _, _) in enumerate(queries)
+            ]
+            db.table("queries").insert_all(rows)
+            last = first + len(rows) - 1
+            db.execute("DELETE FROM queries WHERE id <= ?", [last - max(q[2] for q in queries)])
+        return list(range(first, last + 1))
 
     def get(self, query_id: int | None = None) -> CachedQuery:
         """The cached query ``query_id``, or the most recent one."""
