@@ -5,7 +5,7 @@ The CLI's ``--json`` prints these dicts, and the HTTP API returns the same shape
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -79,7 +79,8 @@ class Hit:
     snippet: Snippet | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k not in ("reasons", "terms", "snippet")}
+        data = {f: getattr(self, f) for f in _HIT_FIELDS}  # asdict would deep-copy the reasons only to drop them
+        data["meta"], data["found_by"] = dict(self.meta), dict(self.found_by)
         if self.reasons:
             data["why"] = [pair_dict(p) for p in self.reasons]
         if self.terms:
@@ -87,6 +88,9 @@ class Hit:
         if self.snippet is not None:
             data["snippet"] = self.snippet.to_dict()
         return data
+
+
+_HIT_FIELDS = [f.name for f in fields(Hit) if f.name not in ("reasons", "terms", "snippet")]
 
 
 @dataclass

@@ -57,12 +57,15 @@ def combine(lists: Mapping[str, Sequence[tuple[int, float]]], weights: Mapping[s
         if not ranked:
             continue
         values = [s for _, s in ranked]
-        low, high = min(values), max(values)
+        low, high, weight = min(values), max(values), weights[name]
+        scale = weight / (high - low) if high > low else 0.0
         for rank, (pid, score) in enumerate(ranked, start=1):
-            item = fused.setdefault(pid, Fused(pid, 0.0, {}))
+            item = fused.get(pid)
+            if item is None:
+                item = fused[pid] = Fused(pid, 0.0, {})
             item.ranks[name] = rank
             # one hit, or all equal: each is that retriever's best
-            item.score += weights[name] * ((score - low) / (high - low) if high > low else 1.0)
+            item.score += (score - low) * scale if high > low else weight
     return sorted(fused.values(), key=lambda f: (-f.score, f.id))
 
 
