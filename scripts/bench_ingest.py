@@ -1,11 +1,12 @@
 """semsearch ingest vs bare `SentenceTransformer.encode`, side by side on the same texts.
 
-Three ways through the same model and batch size: bare encode (sentence vectors only), semsearch
-ingest on PyTorch, and semsearch ingest on ONNX Runtime (the default on a CPU). Ingest also takes
+Four ways through the same model and batch size: bare encode (sentence vectors only, float32),
+semsearch ingest on PyTorch in float32, the same in bfloat16 autocast (the default, ``precision:
+auto``, on a CPU with AMX or AVX-512 BF16), and semsearch ingest on ONNX Runtime (float32). Ingest also takes
 the token vectors, ids and offsets out of the same forward pass and writes documents, passages,
 float16 token blobs (SQLite) and the FAISS index. Long texts are truncated to the model window
 here (``--long-documents truncate``) so all do the same model work; the split run is reported
-apart. Rounds alternate the three, and medians are printed.
+apart. Rounds alternate the four, and medians are printed.
 
     .venv/bin/python scripts/bench_ingest.py [--reuters 3000] [--scifact 300] [--rounds 3]
 
@@ -84,28 +85,33 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     enc = SentenceTransformerEncoder("all-MiniLM-L6-v2", args.device)
+    half = SentenceTransformerEncoder("all-MiniLM-L6-v2", "cpu", "bf16") if enc.device == "cpu" else None
     onnx = load_encoder("all-MiniLM-L6-v2", "cpu", "onnx", purpose="ingest") if enc.device == "cpu" else None
     import torch
 
     print(f"machine: {platform.machine()}, device {enc.device}, torch threads {torch.get_num_threads()}, "
           f"batch {args.batch_size}, median of {args.rounds} alternating rounds")
-    print("| texts | n | bare encode texts/s | ingest, PyTorch texts/s | ratio | ingest, ONNX Runtime texts/s | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| texts | n | bare encode texts/s | ingest, PyTorch fp32 texts/s | ratio | ingest, PyTorch bf16 texts/s | ratio "
+          "| ingest, ONNX Runtime texts/s | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, texts in (("Reuters paragraphs", reuters(args.data, args.reuters)), ("SciFact abstracts", scifact(args.data, args.scifact))):
         enc.encode(texts[:64])  # warm-up
-        bare, ours, fast = [], [], []
+        bare, ours, halves, fast = [], [], [], []
         for _ in range(args.rounds):
             bare.append(time_bare(enc, texts, args.batch_size))
             ours.append(time_ours(enc, texts, args.batch_size, "truncate")[0])
+            if half is not None:
+                halves.append(time_ours(half, texts, args.batch_size, "truncate")[0])
             if onnx is not None:
                 fast.append(time_ours(onnx, texts, args.batch_size, "truncate")[0])
         b, o = statistics.median(bare), statistics.median(ours)
+        h = statistics.median(halves) if halves else float("nan")
         f = statistics.median(fast) if fast else float("nan")
         n = len(texts)
-        print(f"| {name} | {n:,} | {n / b:,.1f} | {n / o:,.1f} | {b / o:.2f} | {n / f:,.1f} | {b / f:.2f} |", flush=True)
+        print(f"| {name} | {n:,} | {n / b:,.1f} | {n / o:,.1f} | {b / o:.2f} | {n / h:,.1f} | {b / h:.2f} | {n / f:,.1f} | {b / f:.2f} |", flush=True)
         if name.startswith("SciFact"):
-            seconds, passages = time_ours(onnx or enc, texts, args.batch_size, "split")
-            print(f"\nSciFact with splitting (no truncation, {'ONNX Runtime' if onnx else 'PyTorch'}): {passages:,} passages "
+            seconds, passages = time_ours(half or enc, texts, args.batch_size, "split")
+            print(f"\nSciFact with splitting (no truncation, PyTorch {'bf16' if half else 'fp32'}): {passages:,} passages "
                   f"from {n:,} abstracts, {passages / seconds:,.1f} passages/s, {n / seconds:,.1f} abstracts/s")
 
 

@@ -208,7 +208,8 @@ class Session:
             with self._setup:
                 if key not in self._encoders:
                     recorded = self._store.meta.model if self._store is not None else None
-                    loaded = encoder_module.load_encoder(resolve_model(s, recorded), s.device, backend, s.model_cache, purpose)
+                    precision = s.precision if purpose == "ingest" or key == "torch" else "fp32"
+                    loaded = encoder_module.load_encoder(resolve_model(s, recorded), s.device, backend, s.model_cache, purpose, precision)
                     self._encoders[key] = _SerialEncoder(loaded, batch=s.query_batch if key == "onnx-query" else 1)
                 encoder = self._encoders[key]
         if self._store is not None and self._store.meta.model is not None:
@@ -368,7 +369,7 @@ class Session:
 
         s = self.settings
         recorded = self._store.meta.model if self._store is not None else None
-        pool = RayEncoder(resolve_model(s, recorded), s.device, s.backend, s.model_cache, address, workers)
+        pool = RayEncoder(resolve_model(s, recorded), s.device, s.backend, s.model_cache, address, workers, s.precision)
         stack.callback(pool.close)
         return pool
 

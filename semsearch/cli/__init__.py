@@ -69,6 +69,7 @@ def ingest(
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="passages per forward pass [default 32]", show_default=False)] = None,
     long_documents: Annotated[str | None, typer.Option("--long-documents", help="'split' long documents into overlapping passages or 'truncate' them [default split]", show_default=False)] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda [default auto]", show_default=False)] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="on a CPU: 'bf16' (bfloat16, faster with AMX or AVX-512 BF16), 'fp32', or 'auto' (bf16 where the CPU has it) [default auto]", show_default=False)] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="'stop' at the first bad record (nothing is written), or 'skip' bad records and list them in STORE/skipped.jsonl")] = "stop",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     ray: Annotated[str | None, typer.Option("--ray", help="encode on a Ray cluster: 'local' starts one on this machine, else a running cluster's address ('auto', 'ray://HEAD:10001'); needs pip install 'semsearch[ray]'", show_default=False)] = None,
@@ -83,7 +84,9 @@ def ingest(
     quiet_third_parties()
     if on_error not in ("stop", "skip"):
         raise typer.BadParameter(f"--on-error must be 'stop' or 'skip', not {on_error!r}")
-    with open_session(config, create=True, store=store, model=model, batch_size=batch_size, long_documents=long_documents, device=device) as session:
+    with open_session(
+        config, create=True, store=store, model=model, batch_size=batch_size, long_documents=long_documents, device=device, precision=precision
+    ) as session:
         if ray_workers and not ray:
             raise typer.BadParameter("--ray-workers needs --ray local or --ray ADDRESS")
         if shard is not None and not isinstance(session, ShardedSession):

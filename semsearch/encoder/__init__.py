@@ -47,12 +47,15 @@ def choose_backend(backend: str, device: str, purpose: str) -> str:
     return "onnx" if purpose == "query" else "torch"
 
 
-def load_encoder(name: str, device: str = "auto", backend: str = "onnx", cache: str = "", purpose: str = "query") -> Encoder:
+def load_encoder(
+    name: str, device: str = "auto", backend: str = "onnx", cache: str = "", purpose: str = "query", precision: str = "fp32"
+) -> Encoder:
     """Load the model named ``name`` on ``backend`` ('onnx' or 'torch'; 'auto' as for ``purpose``).
 
     On ONNX Runtime a query model runs on one thread (one short text is as fast there, and it
     starts sooner) and an ingest model on every core. A model the ONNX backend cannot reproduce
-    falls back to PyTorch, saying why once. Tests replace this function with a fake.
+    falls back to PyTorch, saying why once. ``precision`` ('auto', 'fp32', 'bf16') is how PyTorch
+    runs the model on a CPU. Tests replace this function with a fake.
     """
     path = model_path(name)
     if choose_backend(backend, device, purpose) == "onnx":
@@ -68,7 +71,7 @@ def load_encoder(name: str, device: str = "auto", backend: str = "onnx", cache: 
         _fallback(name, spec)
     from .torch_backend import SentenceTransformerEncoder
 
-    return SentenceTransformerEncoder(name, device)
+    return SentenceTransformerEncoder(name, device, precision)
 
 
 def prepare_query_model(encoder: Encoder, cache: str = "") -> None:

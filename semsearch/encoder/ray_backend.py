@@ -36,7 +36,7 @@ def import_ray() -> Any:
 class _Worker:
     """One model in one Ray actor (its threads set to the CPUs Ray gave it)."""
 
-    def __init__(self, name: str, device: str, backend: str, cache: str, threads: int) -> None:
+    def __init__(self, name: str, device: str, backend: str, cache: str, threads: int, precision: str = "fp32") -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from . import choose_backend, load_encoder
@@ -45,7 +45,7 @@ class _Worker:
             import torch
 
             torch.set_num_threads(threads)
-        self.encoder = load_encoder(name, device, backend, cache, "ingest")
+        self.encoder = load_encoder(name, device, backend, cache, "ingest", precision)
 
     def describe(self) -> dict[str, Any]:
         e = self.encoder
@@ -84,7 +84,7 @@ class RayEncoder:
     without GPUs, its share of the CPUs (at most one node's) as threads.
     """
 
-    def __init__(self, name: str, device: str, backend: str, cache: str, address: str, workers: int = 0) -> None:
+    def __init__(self, name: str, device: str, backend: str, cache: str, address: str, workers: int = 0, precision: str = "fp32") -> None:
         ray = import_ray()
         self._ray = ray
         self._started = False
@@ -111,7 +111,7 @@ class RayEncoder:
             if device == "auto":
                 device = "cuda" if gpus else "cpu"
             actor = ray.remote(num_cpus=threads, num_gpus=per_gpu)(_Worker)
-            self._actors = [actor.remote(name, device, backend, cache, threads) for _ in range(workers)]
+            self._actors = [actor.remote(name, device, backend, cache, threads, precision) for _ in range(workers)]
             info = self._started_actors(workers, threads, per_gpu)
         except BaseException:
             self.close()
