@@ -79,7 +79,7 @@ class Settings:
         metadata={
             "help": "how PyTorch runs the model for ingest on a CPU: 'bf16' (bfloat16 autocast: 2.8x faster on CPUs with AMX "
             "or AVX-512 BF16, sentence vectors within about 1e-4 cosine of float32), 'fp32', or 'auto' (bf16 where the CPU "
-            "has it in hardware and the model passes a check against fp32); a GPU runs float16 either way"
+            "has it in hardware and the model passes a check against fp32; with backend torch, queries too); a GPU runs float16 either way"
         },
     )
     index: str = field(
@@ -110,7 +110,7 @@ class Settings:
         default=1_000_000,
         metadata={
             "help": "a server (and eval) keeps the lexical index's postings in memory for BM25 while the store has at most "
-            "this many passages (about 12 bytes a distinct word of a passage); 0 always asks SQLite FTS5 (same scores, slower)"
+            "this many passages (about 12 bytes a distinct word of a passage, a few times that while reading); 0 always asks SQLite FTS5 (same scores, slower)"
         },
     )
     search_mode: str = field(

@@ -5,6 +5,7 @@ The CLI's ``--json`` prints these dicts, and the HTTP API returns the same shape
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -80,7 +81,7 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         data = {f: getattr(self, f) for f in _HIT_FIELDS}  # asdict would deep-copy the reasons only to drop them
-        data["meta"], data["found_by"] = dict(self.meta), dict(self.found_by)
+        data["meta"], data["found_by"] = copy.deepcopy(self.meta), dict(self.found_by)
         if self.reasons:
             data["why"] = [pair_dict(p) for p in self.reasons]
         if self.terms:

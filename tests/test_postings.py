@@ -133,3 +133,19 @@ def test_postings_are_not_kept_beyond_the_setting(tmp_path: Path, arc_session: s
         s.warm_up()
         assert s.store.lexical._postings is None
         assert s.search("water", k=3, mode="lexical").hits
+
+
+def test_passages_without_a_word_and_a_full_stem_cache_change_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from semsearch.store import postings
+
+    rows = questions(0, 200) + [{"id": f"symbols-{i}", "text": "— ★ — … ★"} for i in range(5)]
+    with semsearch.open(tmp_path / "s", create=True, encoder=HashEncoder()) as s:
+        s.ingest([write(tmp_path / "with-symbols.jsonl", rows)])
+        lexical = s.store.lexical
+        monkeypatch.setattr(postings, "STEM_CACHE", 3)  # the cache starts again every few words
+        in_memory(lexical)
+        plain = fts5(lexical)
+        for text in QUERIES[:20]:
+            terms = plain.informative(query_terms(text))
+            assert lexical.informative(query_terms(text)) == terms
+            same_ranking(lexical.search(terms, 100), plain.search(terms, 100))  # N counts the passages without words

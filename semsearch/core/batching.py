@@ -42,19 +42,24 @@ class Grouped(Generic[T, R]):
         changed = self._changed
         with changed:
             self._queue.append(mine)
-            while not mine.done:
-                if self._running:
-                    changed.wait()
-                    continue
-                self._running = True
-                group, self._queue = self._queue[: self.limit], self._queue[self.limit :]
-                changed.release()
-                try:
-                    self._run_group(group)
-                finally:
-                    changed.acquire()
-                    self._running = False
-                    changed.notify_all()
+            try:
+                while not mine.done:
+                    if self._running:
+                        changed.wait()
+                        continue
+                    self._running = True
+                    group, self._queue = self._queue[: self.limit], self._queue[self.limit :]
+                    changed.release()
+                    try:
+                        self._run_group(group)
+                    finally:
+                        changed.acquire()
+                        self._running = False
+                        changed.notify_all()
+            except BaseException:
+                if mine in self._queue:  # interrupted before its turn: nobody is waiting for it
+                    self._queue.remove(mine)
+                raise
         if mine.error is not None:
             raise mine.error
         return mine.result  # type: ignore[return-value]

@@ -58,14 +58,13 @@ def combine(lists: Mapping[str, Sequence[tuple[int, float]]], weights: Mapping[s
             continue
         values = [s for _, s in ranked]
         low, high, weight = min(values), max(values), weights[name]
-        scale = weight / (high - low) if high > low else 0.0
         for rank, (pid, score) in enumerate(ranked, start=1):
             item = fused.get(pid)
             if item is None:
                 item = fused[pid] = Fused(pid, 0.0, {})
             item.ranks[name] = rank
             # one hit, or all equal: each is that retriever's best
-            item.score += (score - low) * scale if high > low else weight
+            item.score += weight * ((score - low) / (high - low) if high > low else 1.0)
     return sorted(fused.values(), key=lambda f: (-f.score, f.id))
 
 

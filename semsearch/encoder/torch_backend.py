@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..core.types import Encoded, Span, TokenData
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .files import model_path
 from .windows import window_spans
 
@@ -37,6 +37,8 @@ class SentenceTransformerEncoder:
     """A local sentence-transformers model run by hand so that one pass yields everything."""
 
     def __init__(self, name: str, device: str = "auto", precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         path = model_path(name)  # a local directory: with local_files_only nothing is fetched
         try:
             # torch + sentence-transformers cost ~4 s to import: only commands that encode pay it

@@ -54,8 +54,7 @@ class IndexKeeper:
         self.store = store
         self.options = options
         self._lock = threading.Lock()
-        self._index: VectorIndex | None = None
-        self._state: _State | None = None
+        self._held: tuple[VectorIndex, _State] | None = None  # replaced whole, so a reader never sees half of it
 
     def _state_now(self) -> _State:
         try:
@@ -67,17 +66,17 @@ class IndexKeeper:
 
     def current(self, save: bool = True) -> VectorIndex:
         """The index, brought up to date with SQLite (saved when ``save`` and it changed)."""
-        index, state = self._index, self._state_now()
-        if index is not None and state == self._state:  # the common case: no lock for threads to queue on
-            return index
+        held, state = self._held, self._state_now()
+        if held is not None and state == held[1]:  # the common case: no lock for threads to queue on
+            return held[0]
         with self._lock:
-            state = self._state_now()
-            if self._index is None or state != self._state:
+            held, state = self._held, self._state_now()
+            if held is None or state != held[1]:
                 self.store.refresh_meta()  # another process may have switched the index type
-                self._index = self._synced(save)
-                self._index.tune(self.options.nprobe, self.options.ef_search, self.options.k_factor)
-                self._state = self._state_now()
-            return self._index
+                index = self._synced(save)
+                index.tune(self.options.nprobe, self.options.ef_search, self.options.k_factor)
+                held = self._held = (index, self._state_now())
+            return held[0]
 
     def replace(self, index: VectorIndex) -> None:
         """Use ``index`` from now on, and save it as the store's index; when it cannot be written
@@ -88,7 +87,7 @@ class IndexKeeper:
             except (OSError, RuntimeError) as exc:
                 logger.warning("could not save the index to %s (%s); using it from memory", self.store.path, exc)
             index.tune(self.options.nprobe, self.options.ef_search, self.options.k_factor)
-            self._index, self._state = index, self._state_now()
+            self._held = (index, self._state_now())
 
     def _synced(self, save: bool) -> VectorIndex:
         store = self.store

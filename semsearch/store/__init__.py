@@ -141,7 +141,8 @@ class Store:
         if db is not None:
             self._local.db = None
             with self._guard:
-                self._connections.remove(db)
+                if db in self._connections:  # else the store was closed meanwhile, and this with it
+                    self._connections.remove(db)
             db.close()
 
     def close(self) -> None:

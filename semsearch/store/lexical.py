@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..errors import StoreError
 from . import postings as memory
 from .documents import _meta_filters
 from .schema import LEXICAL_FILL, LEXICAL_TABLE, LEXICAL_TOKENIZER
@@ -80,7 +81,7 @@ class Lexical:
             if (self._reading is not None and self._reading.is_alive()) or time.monotonic() < self._next_read:
                 return
             if self._store.stats.kept().passages > self._memory_limit:
-                self._postings = None
+                self._postings, self._next_read = None, time.monotonic() + REREAD_PAUSE
                 return
             self._next_read = time.monotonic() + REREAD_PAUSE
             self._reading = threading.Thread(target=self._read, name="semsearch-postings", daemon=True)
@@ -91,7 +92,7 @@ class Lexical:
         try:
             self._postings = memory.read(self._store.db.conn, lambda: self._store.stats.kept().fingerprint)
             logger.info("BM25 postings in memory: %d pairs in %.2f s", self._postings.pairs, time.monotonic() - started)
-        except sqlite3.Error as exc:  # FTS5 keeps answering
+        except (sqlite3.Error, StoreError) as exc:  # FTS5 keeps answering (or the store was closed meanwhile)
             logger.warning("the lexical postings could not be read into memory (%s); BM25 comes from FTS5", exc)
         finally:
             self._next_read = max(self._next_read, time.monotonic() + 3 * (time.monotonic() - started))

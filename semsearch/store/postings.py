@@ -95,6 +95,7 @@ def read(db: sqlite3.Connection, fingerprint: Callable[[], tuple[int, int]], chu
     db.execute("BEGIN")
     try:
         snapshot = fingerprint()
+        (rows_in_index,) = db.execute("SELECT count(*) FROM passage_text").fetchone()  # passages without a word count too
         cursor = db.execute("SELECT term, doc, count(*) FROM temp.passage_text_instance GROUP BY term, doc")
         while found := cursor.fetchmany(chunk):
             numbers.append(np.fromiter((terms.setdefault(r[0], len(terms)) for r in found), dtype=np.int64, count=len(found)))
@@ -106,7 +107,7 @@ def read(db: sqlite3.Connection, fingerprint: Callable[[], tuple[int, int]], chu
     tf = np.concatenate(counts) if counts else np.zeros(0)
     rowids, rows = np.unique(np.concatenate(docs) if docs else np.zeros(0, dtype=np.int64), return_inverse=True)
     length = np.bincount(rows, weights=tf, minlength=len(rowids))  # tokens in each passage
-    n = len(rowids)
+    n = int(rows_in_index)
     starts = np.searchsorted(number, np.arange(len(terms) + 1))  # the rows come grouped by term, then by passage
     df = np.diff(starts)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -130,17 +131,18 @@ class Stemmer:
 
     def terms(self, words: Sequence[str]) -> list[tuple[str, ...]]:
         with self._lock:
+            if len(self._known) > STEM_CACHE:
+                self._known = {}
             new = [w for w in dict.fromkeys(words) if w not in self._known]
             if new:
-                if len(self._known) > STEM_CACHE:
-                    self._known = {}
-                self._db.execute("BEGIN")
-                self._db.executemany("INSERT INTO words (rowid, text) VALUES (?, ?)", list(enumerate(new, start=1)))
                 made: dict[int, list[tuple[int, str]]] = {}
-                for term, doc, offset in self._db.execute("SELECT term, doc, offset FROM words_instance"):
-                    made.setdefault(doc, []).append((offset, term))
-                self._db.execute("DELETE FROM words")
-                self._db.execute("COMMIT")
+                self._db.execute("BEGIN")
+                try:
+                    self._db.executemany("INSERT INTO words (rowid, text) VALUES (?, ?)", list(enumerate(new, start=1)))
+                    for term, doc, offset in self._db.execute("SELECT term, doc, offset FROM words_instance"):
+                        made.setdefault(doc, []).append((offset, term))
+                finally:
+                    self._db.execute("ROLLBACK")  # the table stays empty
                 for number, word in enumerate(new, start=1):
                     self._known[word] = tuple(term for _, term in sorted(made.get(number, [])))
             return [self._known[w] for w in words]

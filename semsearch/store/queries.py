@@ -44,7 +44,10 @@ class Queries:
         """Cache a query's tokens; with ``wait``, give up (``StoreBusy``) when another writer holds
         the store longer than that. Queries that threads cache at once are written together, in one
         transaction (a busy server: one commit instead of one per search)."""
-        return self._grouped((vector, tokens, keep, wait))
+        query = (vector, tokens, keep, wait)
+        if self._store.db.conn.in_transaction:  # a caller inside its own write: no other thread's queries join it
+            return self._save_all([query])[0]
+        return self._grouped(query)
 
     def _save_all(self, queries: list[tuple[NDArray[np.float32], TokenData, int, float | None]]) -> list[int]:
         waits = [q[3] for q in queries]
