@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_serve import free_port, reuters_rows, run_clients, search_path, start_server  # noqa: E402
+from bench_serve import compare, free_port, print_comparison, reuters_rows, start_server  # noqa: E402
 
 
 def main() -> None:
@@ -42,25 +41,13 @@ def main() -> None:
             port = free_port()
             servers[name] = (port, start_server(store, port))
         os.environ.pop(variable, None)
-        results: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
         try:
-            for _ in range(args.rounds):
-                for mode in ("dense", "hybrid"):
-                    paths = [search_path(q, mode) for q in queries]
-                    for clients in (1, 16):
-                        for name, (port, _) in servers.items():
-                            run_clients(port, paths[:20], 4, 1)  # warm
-                            out = run_clients(port, paths, clients, args.seconds)
-                            assert out["errors"] == 0
-                            results.setdefault((mode, clients, name), []).append((out["rate"], out["p50"]))
+            results = compare({name: port for name, (port, _) in servers.items()}, queries, args.rounds, args.seconds)
         finally:
             for _, process in servers.values():
                 process.terminate()
                 process.wait()
-    print(f"| mode | clients | setting | searches/s | p50 ms |  (median of {args.rounds} alternating rounds of {args.seconds:g} s)")
-    print("| --- | ---: | --- | ---: | ---: |")
-    for (mode, clients, name), values in results.items():
-        print(f"| {mode} | {clients} | {name} | {statistics.median(r for r, _ in values):.1f} | {statistics.median(p for _, p in values):.1f} |")
+    print_comparison(results, "setting", args.rounds, args.seconds)
 
 
 if __name__ == "__main__":

@@ -120,6 +120,29 @@ def run_clients(port: int, paths: list[str], clients: int, seconds: float) -> di
     }
 
 
+def compare(servers: dict[str, int], queries: list[str], rounds: int, seconds: float) -> dict[tuple[str, int, str], list[tuple[float, float]]]:
+    """Servers (name → port) asked in turn by 1 and 16 clients, hybrid then dense searches of
+    ``queries``, for ``rounds`` alternating rounds: (mode, clients, name) → [(searches/s, p50)]."""
+    results: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
+    for _ in range(rounds):
+        for mode in ("hybrid", "dense"):
+            paths = [search_path(q, mode) for q in queries]
+            for clients in (1, 16):
+                for name, port in servers.items():
+                    run_clients(port, paths[:20], 4, 1)  # warm
+                    out = run_clients(port, paths, clients, seconds)
+                    assert out["errors"] == 0
+                    results.setdefault((mode, clients, name), []).append((out["rate"], out["p50"]))
+    return results
+
+
+def print_comparison(results: dict[tuple[str, int, str], list[tuple[float, float]]], column: str, rounds: int, seconds: float) -> None:
+    print(f"| mode | clients | {column} | searches/s | p50 ms |  (median of {rounds} alternating rounds of {seconds:g} s)")
+    print("| --- | ---: | --- | ---: | ---: |")
+    for (mode, clients, name), values in results.items():
+        print(f"| {mode} | {clients} | {name} | {statistics.median(r for r, _ in values):.1f} | {statistics.median(p for _, p in values):.1f} |")
+
+
 def search_path(text: str, mode: str = "hybrid") -> str:
     return "/api/search?" + urllib.parse.urlencode({"q": text, "k": 10, "mode": mode})
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_serve import free_port, reuters_rows, run_clients, search_path, start_server  # noqa: E402
+from bench_serve import compare, free_port, print_comparison, reuters_rows, start_server  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,7 +36,6 @@ def main() -> None:
     old = work / "checkout"
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(old), args.before], check=True)
     servers = {}
-    results: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
     cwd = os.getcwd()
     try:
         os.chdir(work)  # `python -m semsearch` imports from the current folder first
@@ -48,15 +46,7 @@ def main() -> None:
             port = free_port()
             servers[name] = (port, start_server(store, port))
         os.environ.pop("PYTHONPATH")
-        for _ in range(args.rounds):
-            for mode in ("hybrid", "dense"):
-                paths = [search_path(q, mode) for q in queries]
-                for clients in (1, 16):
-                    for name, (port, _) in servers.items():
-                        run_clients(port, paths[:20], 4, 1)  # warm
-                        out = run_clients(port, paths, clients, args.seconds)
-                        assert out["errors"] == 0
-                        results.setdefault((mode, clients, name), []).append((out["rate"], out["p50"]))
+        results = compare({name: port for name, (port, _) in servers.items()}, queries, args.rounds, args.seconds)
     finally:
         os.chdir(cwd)
         for _, process in servers.values():
@@ -64,10 +54,7 @@ def main() -> None:
             process.wait()
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)], check=False)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"| mode | clients | version | searches/s | p50 ms |  (median of {args.rounds} alternating rounds of {args.seconds:g} s)")
-    print("| --- | ---: | --- | ---: | ---: |")
-    for (mode, clients, name), values in results.items():
-        print(f"| {mode} | {clients} | {name} | {statistics.median(r for r, _ in values):.1f} | {statistics.median(p for _, p in values):.1f} |")
+    print_comparison(results, "version", args.rounds, args.seconds)
 
 
 if __name__ == "__main__":
