@@ -74,7 +74,8 @@ class SentenceTransformerEncoder:
         self.special_tokens = dict(zip(tokenizer.all_special_ids, tokenizer.all_special_tokens))
         self.pooling = self._pooling()
         self.precision = "fp32"
-        if device == "cpu" and precision != "fp32" and (precision == "bf16" or bf16_is_fast(torch)):
+        wants_bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast(torch))
+        if device == "cpu" and wants_bf16:  # a GPU runs float16 below
             self.precision = self._checked_bf16()
 
     def _checked_bf16(self) -> str:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 MARK_START, MARK_END = "\x02", "\x03"  # around matched words in ``marked`` text
 DF_CACHE = 200_000  # posting counts kept (then the cache starts again)
 COMMON_SHARE = 0.25  # query terms in this share of the passages or more are left out (see ``informative``)
-REREAD_PAUSE = 2.0  # seconds, at least, between two reads of the postings into memory (and 4x the last read's time)
+REREAD_PAUSE = 2.0  # seconds, at least, between two reads of the postings into memory (and 3x the last read's time)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class Lexical:
         self._stemmer: memory.Stemmer | None = None
         self._reading: threading.Thread | None = None
         self._next_read = 0.0
+        self._reading_lock = threading.Lock()  # starting a read of the postings
 
     # BM25 from memory (a long-lived session) ----------------------------------------------------
     def keep_in_memory(self, limit: int) -> None:
@@ -77,7 +78,7 @@ class Lexical:
 
     def _reread(self) -> None:
         """Read the postings on a thread of their own, unless a read runs or ran a moment ago."""
-        with self._df_lock:
+        with self._reading_lock:
             if (self._reading is not None and self._reading.is_alive()) or time.monotonic() < self._next_read:
                 return
             if self._store.stats.kept().passages > self._memory_limit:
@@ -178,8 +179,9 @@ class Lexical:
             bm25 = held[0].scores(held[1], passage_ids) if held is not None else {}
             sql = "SELECT highlight(passage_text, 0, ?, ?) FROM passage_text WHERE passage_text MATCH ? AND rowid = ?"
             marks: dict[int, tuple[float | None, str]] = {}
+            query = expression(terms)
             for pid in passage_ids:
-                row = self._store.db.execute(sql, [MARK_START, MARK_END, expression(terms), pid]).fetchone()
+                row = self._store.db.execute(sql, [MARK_START, MARK_END, query, pid]).fetchone()
                 if row is not None:
                     marks[int(pid)] = (bm25.get(int(pid)), str(row[0]))
             return marks
