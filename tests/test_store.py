@@ -243,3 +243,23 @@ def test_mmap_index_gives_the_same_hits(tmp_path: Path) -> None:
         plain = s.keeper.current().search(query, 5)[1]
     with semsearch.open(tmp_path / "s", mmap=True) as s:
         np.testing.assert_array_equal(s.keeper.current().search(query, 5)[1], plain)
+
+
+def test_a_store_whose_creation_was_cut_short_can_be_created_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from semsearch.store import schema
+
+    applied = schema.migrations.apply
+
+    def cut_short(db: object, **kwargs: object) -> None:
+        applied(db, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt  # as a kill after the tables, before the format marker
+
+    monkeypatch.setattr(schema.migrations, "apply", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        Store.open(tmp_path / "store", create=True)
+    monkeypatch.undo()
+    with sqlite3.connect(tmp_path / "store" / "semsearch.db") as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 0
+    with semsearch.open(tmp_path / "store", create=True, encoder=HashEncoder()) as s:
+        s.ingest([Document(key="a", text="A fever follows an infection.", source="t")])
+        assert s.info().documents == 1

@@ -243,10 +243,13 @@ def upgrade(db: sqlite_utils.Database, db_file: Path, read_only: bool = False) -
         if len(migrations.applied(db)) != SCHEMA_VERSION:
             raise StoreError(f"{db_file} is read-only and needs an upgrade to schema {SCHEMA_VERSION}; open it once where it is writable")
         return False
-    migrations.apply(db)
-    if not tables:
+    if tables:
+        migrations.apply(db)
+        return False
+    with db.atomic():  # a new store: its tables and its format marker, or nothing (a kill in between)
+        migrations.apply(db)
         db.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", [FORMAT])
-    return not tables
+    return True
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
