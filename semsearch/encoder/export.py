@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from ..errors import ModelError
 from .files import ModelSpec, cache_dir, model_key
 
 logger = logging.getLogger(__name__)
+LAYOUT = "ext1"  # model.onnx + model.data (weights); a new layout gets a folder of its own
 TOLERANCE = 1e-5  # 1 − cosine, for sentence vectors and for every token vector
 PROBES = [
     "Which factor will most likely cause a person to develop a fever?",
@@ -36,7 +38,7 @@ def onnx_file(path: Path, spec: ModelSpec, cache: str = "") -> Path:
     from the cache, or made now (this imports torch once, a few seconds)."""
     import onnxruntime
 
-    folder = cache_dir(cache) / f"onnx-{model_key(path)}-ort{onnxruntime.__version__}"
+    folder = cache_dir(cache) / f"onnx-{model_key(path)}-ort{onnxruntime.__version__}-{LAYOUT}"
     if not (folder / "check.json").is_file():
         logger.info("exporting %s to ONNX (once) into %s", path, folder)
         export(path, spec, folder)
@@ -44,22 +46,31 @@ def onnx_file(path: Path, spec: ModelSpec, cache: str = "") -> Path:
 
 
 def export(path: Path, spec: ModelSpec, folder: Path) -> dict[str, Any]:
-    """Export, check against PyTorch, then move into place (a half-written export is never used)."""
+    """Export and check against PyTorch in a folder of its own, then rename that folder into place:
+    a half-made export is never seen, and of two processes exporting at once one folder wins whole."""
     from .onnx_backend import OnnxEncoder
     from .torch_backend import SentenceTransformerEncoder
 
     torch_encoder = SentenceTransformerEncoder(str(path), "cpu")
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        plain, draft = Path(tmp) / "plain.onnx", Path(tmp) / "model.onnx"
-        _torch_export(torch_encoder.model[0].auto_model, plain)
-        _optimise(plain, draft)
-        check = parity(torch_encoder, OnnxEncoder(str(path), path, draft, spec), PROBES)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    draft = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        _torch_export(torch_encoder.model[0].auto_model, draft / "plain.onnx")
+        _optimise(draft / "plain.onnx", draft / "model.onnx")
+        (draft / "plain.onnx").unlink()
+        check = parity(torch_encoder, OnnxEncoder(str(path), path, draft / "model.onnx", spec), PROBES)
         if check["worst"] > TOLERANCE:
             raise ModelError(f"the ONNX export of {path} differs from PyTorch by {check['worst']:.1e} (cosine); using PyTorch")
-        (Path(tmp) / "check.json").write_text(json.dumps(check))
-        os.replace(draft, folder / "model.onnx")
-        os.replace(Path(tmp) / "check.json", folder / "check.json")
+        (draft / "check.json").write_text(json.dumps(check))
+        try:
+            os.rename(draft, folder)
+        except OSError:  # another process's export is in place (or a folder without check.json: replace it)
+            if (folder / "check.json").is_file():
+                return check
+            shutil.rmtree(folder, ignore_errors=True)
+            os.rename(draft, folder)
+    finally:
+        shutil.rmtree(draft, ignore_errors=True)
     return check
 
 
@@ -96,12 +107,16 @@ def _torch_export(transformer: Any, draft: Path) -> None:
 
 def _optimise(plain: Path, target: Path) -> None:
     """Save the graph as ONNX Runtime optimises it (fused attention, layer norm, GELU), so that
-    loading it can skip that work: a query process starts about 0.06 s sooner."""
+    loading it can skip that work, with the weights in a file of their own beside it
+    (``model.data``), which ONNX Runtime maps into memory instead of parsing them out of the graph:
+    a query process builds its session in 0.05 s instead of 0.17 s here."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(target)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "model.data")
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     options.log_severity_level = 3
     ort.InferenceSession(str(plain), options, providers=["CPUExecutionProvider"])
 
