@@ -251,12 +251,31 @@ def test_queries_file_answers_several_queries_with_one_model_load(ingested: Path
     from semsearch import encoder
 
     original = encoder.load_encoder
-    encoder.load_encoder = lambda *a, **k: loads.append(1) or original(*a, **k)  # type: ignore[assignment]
+    encoder.load_encoder = lambda *a, **k: loads.append(a[6]) or original(*a, **k)  # type: ignore[assignment]
     try:
         data = search_json("--queries", "q.txt", "-k", "1")
+        search_json("moon", "-k", "1")
     finally:
         encoder.load_encoder = original  # type: ignore[assignment]
-    assert [d["query"] for d in data] == ["moon", "fever"] and len(loads) == 1
+    assert [d["query"] for d in data] == ["moon", "fever"]
+    assert loads == [2, 1]  # one load each, told how many texts it will encode (one: a quicker start)
+
+
+def test_the_spinner_shows_for_a_slow_model_load_only(ingested: Path, fake_encoder: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    import time
+
+    from semsearch import encoder
+    from semsearch.cli import common
+
+    shown = []
+    monkeypatch.setattr(common.err, "status", lambda text, **_: shown.append(text) or contextlib.nullcontext())
+    original = encoder.load_encoder
+    monkeypatch.setattr(common, "SPINNER_AFTER", 0.15)
+    assert run("search", "moon", "-k", "1").exit_code == 0
+    monkeypatch.setattr(encoder, "load_encoder", lambda *a, **k: time.sleep(0.5) or original(*a, **k))
+    assert run("search", "fever", "-k", "1").exit_code == 0
+    assert shown == ["loading the model…"]
 
 
 def test_search_why_lists_matched_word_pairs(ingested: Path) -> None:

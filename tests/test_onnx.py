@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import semsearch
 from semsearch.cli import app
 from semsearch.encoder import load_encoder
-from semsearch.encoder.export import parity
+from semsearch.encoder.export import export, onnx_file, parity
 from semsearch.encoder.files import model_path, onnx_spec
 from semsearch.encoder.onnx_backend import OnnxEncoder
 from semsearch.encoder.torch_backend import SentenceTransformerEncoder
@@ -151,12 +151,37 @@ def test_ingest_makes_the_export_so_that_the_first_search_is_fast(tmp_path: Path
     assert result.exit_code == 0, result.output
     checks = list(cache.glob("onnx-*/check.json"))
     assert len(checks) == 1 and json.loads(checks[0].read_text())["worst"] < 1e-5
+    folder = checks[0].parent
+    assert [p.name for p in cache.iterdir()] == [folder.name]  # no half-made export left behind
+    assert sorted(p.name for p in folder.iterdir()) == ["check.json", "model.data", "model.onnx"]
+    assert (folder / "model.onnx").stat().st_size < 1_000_000 < (folder / "model.data").stat().st_size  # weights mapped, not parsed
     proc = subprocess.run(
         [sys.executable, "-c", NO_TORCH, "search", "immune", "-k", "1", "--json", "--store", str(tmp_path / "s")],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, "SEMSEARCH_MODEL_CACHE": str(cache)},
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["hits"][0]["text"] == "Vaccines train the immune system."
+
+
+def test_an_export_that_loses_the_race_leaves_the_winner_in_place(tmp_path: Path) -> None:
+    path = model_path("all-MiniLM-L6-v2")
+    spec = onnx_spec(path)
+    assert not isinstance(spec, str)
+    first = onnx_file(path, spec, str(tmp_path))
+    before = {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()}
+    check = export(path, spec, first.parent)  # a second process, finishing after the first
+    assert check["worst"] < 1e-5
+    assert {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == [first.parent.name]
+
+
+def test_a_one_text_model_gives_the_vectors_of_the_prepacked_one(onnx_encoder: OnnxEncoder) -> None:
+    one_text = load_encoder("all-MiniLM-L6-v2", "cpu", "onnx", os.environ["SEMSEARCH_MODEL_CACHE"], texts=1)
+    assert isinstance(one_text, OnnxEncoder)
+    for text in stsb_sentences(20) + [QUERY]:
+        (a,), (b,) = onnx_encoder.encode([text]), one_text.encode([text])
+        assert np.array_equal(a.tokens.token_ids, b.tokens.token_ids)
+        assert float(a.vector @ b.vector) > 1 - 1e-6 and np.abs(a.tokens.vectors - b.tokens.vectors).max() < 1e-4
 
 
 def test_queries_encoded_together_equal_queries_encoded_alone(onnx_encoder: OnnxEncoder) -> None:

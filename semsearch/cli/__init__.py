@@ -221,7 +221,7 @@ def search(
         if like is not None:
             results = [session.like(like, k, filters, why, mode, group_by)]
         else:
-            load_model(session)
+            load_model(session, len(texts))
             results = [session.search(t, k, filters, why, mode, group_by) for t in texts]
     if as_json:
         data = [r.to_dict() for r in results]
@@ -287,7 +287,7 @@ def explain(
     picture = image_format(png.suffix) if png is not None else "png"
     with open_session(config, store=store, model=model) as session:
         if query is not None:
-            load_model(session)
+            load_model(session, 1)
         hit = session.explain(passage_id, query=query, query_id=query_id, against=against, level="token" if tokens else "word")
     if png is not None:
         from ..render.png import explanation_png

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
+
+SPINNER_AFTER = 0.5  # seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,10 +65,24 @@ def open_session(config: Path | None, create: bool = False, **overrides: Any) ->
     return open_session(create=create, config=config, **overrides)
 
 
-def load_model(session: Session) -> None:
-    """Load the session's model now, under a spinner."""
-    with err.status("loading the model…", spinner="dots"):
-        session.encoder  # noqa: B018 - loads it
+def load_model(session: Session, texts: int | None = None) -> None:
+    """Load the session's model now, for ``texts`` texts if known (``Session.load_encoder``). A spinner appears if that takes over half a second (PyTorch,
+    or a model's first ONNX export); the usual ONNX load (~0.1 s) prints nothing, and the process
+    does not even import the spinner."""
+    loaded = threading.Event()
+
+    def spin() -> None:
+        if not loaded.wait(SPINNER_AFTER):
+            with err.status("loading the model…", spinner="dots"):
+                loaded.wait()
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        session.load_encoder(texts)
+    finally:
+        loaded.set()
+        spinner.join()
 
 
 def parse_where(text: str) -> tuple[str, str]:

@@ -48,14 +48,17 @@ def choose_backend(backend: str, device: str, purpose: str) -> str:
 
 
 def load_encoder(
-    name: str, device: str = "auto", backend: str = "onnx", cache: str = "", purpose: str = "query", precision: str = "fp32"
+    name: str, device: str = "auto", backend: str = "onnx", cache: str = "", purpose: str = "query", precision: str = "fp32",
+    texts: int | None = None,
 ) -> Encoder:
     """Load the model named ``name`` on ``backend`` ('onnx' or 'torch'; 'auto' as for ``purpose``).
 
     On ONNX Runtime a query model runs on one thread (one short text is as fast there, and it
     starts sooner) and an ingest model on every core. A model the ONNX backend cannot reproduce
     falls back to PyTorch, saying why once. ``precision`` ('auto', 'fp32', 'bf16') is how PyTorch
-    runs the model on a CPU. Tests replace this function with a fake.
+    runs the model on a CPU. ``texts``: how many texts the process will encode, if known; for
+    one, ONNX Runtime starts sooner and runs slower (no prepacked weights). Tests replace this
+    function with a fake.
     """
     path = model_path(name)
     if choose_backend(backend, device, purpose) == "onnx":
@@ -65,7 +68,8 @@ def load_encoder(
             from .onnx_backend import OnnxEncoder
 
             try:
-                return OnnxEncoder(name, path, onnx_file(path, spec, cache), spec, threads=1 if purpose == "query" else os.cpu_count() or 0)
+                threads = 1 if purpose == "query" else os.cpu_count() or 0
+                return OnnxEncoder(name, path, onnx_file(path, spec, cache), spec, threads, prepack=texts != 1)
             except ModelError as exc:
                 spec = str(exc)
         _fallback(name, spec)
