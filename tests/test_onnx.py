@@ -169,6 +169,10 @@ def test_an_export_that_loses_the_race_leaves_the_winner_in_place(tmp_path: Path
     assert not isinstance(spec, str)
     first = onnx_file(path, spec, str(tmp_path))
     before = {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()}
+    killed = tmp_path / f".{first.parent.name}-killed"  # what an export killed mid-way leaves
+    (killed / "plain.onnx").parent.mkdir()
+    (killed / "plain.onnx").write_bytes(b"half")
+    os.utime(killed, (0, 0))
     check = export(path, spec, first.parent)  # a second process, finishing after the first
     assert check["worst"] < 1e-5
     assert {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()} == before

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from .files import ModelSpec, cache_dir, model_key
 
 logger = logging.getLogger(__name__)
 LAYOUT = "ext1"  # model.onnx + model.data (weights); a new layout gets a folder of its own
+STALE_DRAFT = 3600  # seconds: an export takes about 12 s
 TOLERANCE = 1e-5  # 1 − cosine, for sentence vectors and for every token vector
 PROBES = [
     "Which factor will most likely cause a person to develop a fever?",
@@ -53,6 +55,9 @@ def export(path: Path, spec: ModelSpec, folder: Path) -> dict[str, Any]:
 
     torch_encoder = SentenceTransformerEncoder(str(path), "cpu")
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}-*"):  # left by an export that was killed
+        if time.time() - stale.stat().st_mtime > STALE_DRAFT:
+            shutil.rmtree(stale, ignore_errors=True)
     draft = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         _torch_export(torch_encoder.model[0].auto_model, draft / "plain.onnx")
