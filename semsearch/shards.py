@@ -158,8 +158,11 @@ class ShardedSession(Session):
     @property
     def encoder(self) -> Encoder:
         """The query model (one for all shards), checked against every shard that has a store."""
+        return self.load_encoder()
+
+    def load_encoder(self, texts: int | None = None) -> Encoder:
         live = self._live()
-        encoder = live[0][1].encoder
+        encoder = live[0][1].load_encoder(texts)
         for _, shard in live[1:]:
             if shard.store.meta.model is not None:
                 shard.store.meta.check_encoder(encoder, shard.path)
