@@ -31,10 +31,13 @@ QUERY = "Which factor will most likely cause a person to develop a fever?"
 SEMSEARCH = [sys.executable, "-m", "semsearch"]
 
 
+WORK = Path(tempfile.mkdtemp(prefix="bench-cli-"))  # the commands' folder: no config.yaml, no semsearch package
+
+
 def timed(args: list[str], **env: str) -> tuple[float, str]:
     start = time.perf_counter()
     # from another folder: `python -m semsearch` imports from the current folder first
-    proc = subprocess.run(SEMSEARCH + args, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120", **env}, cwd=tempfile.gettempdir())
+    proc = subprocess.run(SEMSEARCH + args, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120", **env}, cwd=WORK)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"semsearch {' '.join(args)} failed:\n{proc.stderr}")
@@ -46,7 +49,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--before", help="a git revision whose search and info run beside this checkout's")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
         if args.before:
             old = str(Path(tmp) / "before")
             subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", old, args.before], check=True)
@@ -55,6 +58,7 @@ def main() -> None:
         finally:
             if args.before:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", old], check=False)
+    WORK.rmdir()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; median of {args.repeat} rounds")
     print(f"ingest of the ARC sample (1,000 questions, one run): {medians.pop('ingest'):.1f} s")
     print("| command | median wall s |")

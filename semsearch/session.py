@@ -200,7 +200,8 @@ class Session:
 
     def load_encoder(self, texts: int | None = None) -> Encoder:
         """Load the query model now (as ``encoder`` does on first use), knowing that this process
-        will encode ``texts`` texts: for one, the ONNX model starts sooner and runs slower."""
+        will encode only ``texts`` texts: for one, the ONNX model starts sooner and runs slower, and
+        stays so for the session's life (a one-off command's hint, not a server's)."""
         return self._load("query", texts)
 
     def _load(self, purpose: str, texts: int | None = None) -> Encoder:

@@ -271,8 +271,9 @@ def test_the_spinner_shows_for_a_slow_model_load_only(ingested: Path, fake_encod
     shown = []
     monkeypatch.setattr(common.err, "status", lambda text, **_: shown.append(text) or contextlib.nullcontext())
     original = encoder.load_encoder
-    monkeypatch.setattr(common, "SPINNER_AFTER", 0.15)
+    monkeypatch.setattr(common, "SPINNER_AFTER", 30.0)
     assert run("search", "moon", "-k", "1").exit_code == 0
+    monkeypatch.setattr(common, "SPINNER_AFTER", 0.05)
     monkeypatch.setattr(encoder, "load_encoder", lambda *a, **k: time.sleep(0.5) or original(*a, **k))
     assert run("search", "fever", "-k", "1").exit_code == 0
     assert shown == ["loading the model…"]

@@ -173,15 +173,29 @@ def test_an_export_that_loses_the_race_leaves_the_winner_in_place(tmp_path: Path
     (killed / "plain.onnx").parent.mkdir()
     (killed / "plain.onnx").write_bytes(b"half")
     os.utime(killed, (0, 0))
+    running = tmp_path / f".{first.parent.name}-running"  # another process's export under way
+    running.mkdir()
+    old_layout = tmp_path / first.parent.name.removesuffix("-ext1")
+    old_layout.mkdir()
     check = export(path, spec, first.parent)  # a second process, finishing after the first
     assert check["worst"] < 1e-5
     assert {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()} == before
-    assert [p.name for p in tmp_path.iterdir()] == [first.parent.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.parent.name, running.name])
+    assert first.parent.stat().st_mode & 0o777 == 0o777 & ~_umask()  # readable by others, as the cache's other folders
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_a_one_text_model_gives_the_vectors_of_the_prepacked_one(onnx_encoder: OnnxEncoder) -> None:
     one_text = load_encoder("all-MiniLM-L6-v2", "cpu", "onnx", os.environ["SEMSEARCH_MODEL_CACHE"], texts=1)
     assert isinstance(one_text, OnnxEncoder)
+    assert one_text._session.get_session_options().get_session_config_entry("session.disable_prepacking") == "1"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # prepacked: the key is not set
+        onnx_encoder._session.get_session_options().get_session_config_entry("session.disable_prepacking")
     for text in stsb_sentences(20) + [QUERY]:
         (a,), (b,) = onnx_encoder.encode([text]), one_text.encode([text])
         assert np.array_equal(a.tokens.token_ids, b.tokens.token_ids)

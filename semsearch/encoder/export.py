@@ -56,8 +56,11 @@ def export(path: Path, spec: ModelSpec, folder: Path) -> dict[str, Any]:
     torch_encoder = SentenceTransformerEncoder(str(path), "cpu")
     folder.parent.mkdir(parents=True, exist_ok=True)
     for stale in folder.parent.glob(f".{folder.name}-*"):  # left by an export that was killed
-        if time.time() - stale.stat().st_mtime > STALE_DRAFT:
-            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            if time.time() - stale.stat().st_mtime > STALE_DRAFT:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:  # another process removed it first
+            continue
     draft = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         _torch_export(torch_encoder.model[0].auto_model, draft / "plain.onnx")
@@ -67,16 +70,28 @@ def export(path: Path, spec: ModelSpec, folder: Path) -> dict[str, Any]:
         if check["worst"] > TOLERANCE:
             raise ModelError(f"the ONNX export of {path} differs from PyTorch by {check['worst']:.1e} (cosine); using PyTorch")
         (draft / "check.json").write_text(json.dumps(check))
-        try:
-            os.rename(draft, folder)
-        except OSError:  # another process's export is in place (or a folder without check.json: replace it)
-            if (folder / "check.json").is_file():
-                return check
-            shutil.rmtree(folder, ignore_errors=True)
-            os.rename(draft, folder)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(draft, 0o777 & ~umask)  # mkdtemp's folder is its owner's only; a cache may be shared
+        _move_into_place(draft, folder)
     finally:
         shutil.rmtree(draft, ignore_errors=True)
+    # the export of this model and ONNX Runtime in the layout before model.data, if any
+    shutil.rmtree(folder.parent / folder.name.removesuffix(f"-{LAYOUT}"), ignore_errors=True)
     return check
+
+
+def _move_into_place(draft: Path, folder: Path) -> None:
+    for _ in range(2):
+        try:
+            os.rename(draft, folder)
+            return
+        except OSError:  # another process's export is in place (or a folder without check.json: replace it)
+            if (folder / "check.json").is_file():
+                return
+            shutil.rmtree(folder, ignore_errors=True)
+    if not (folder / "check.json").is_file():
+        raise ModelError(f"cannot move the ONNX export into {folder}; using PyTorch")
 
 
 def _torch_export(transformer: Any, draft: Path) -> None:

@@ -36,8 +36,8 @@ class OnnxEncoder:
         self.pooling = "mean"
         self.device = "cpu"
         try:
-            self._tokenizer_json = (path / "tokenizer.json").read_text(encoding="utf-8")
-            self._encode = Tokenizer.from_str(self._tokenizer_json)
+            self._tokenizer_file = path / "tokenizer.json"
+            self._encode = Tokenizer.from_file(str(self._tokenizer_file))
         except Exception as exc:  # tokenizers raises its own exception types
             raise ModelError(f"cannot read {path / 'tokenizer.json'}: {exc}") from None
         added = self._encode.get_added_tokens_decoder()
@@ -67,7 +67,7 @@ class OnnxEncoder:
         need it, so a query process does not build it)."""
         from tokenizers import Tokenizer
 
-        tokenizer = Tokenizer.from_str(self._tokenizer_json)
+        tokenizer = Tokenizer.from_file(str(self._tokenizer_file))
         tokenizer.no_padding()
         tokenizer.no_truncation()
         return tokenizer
