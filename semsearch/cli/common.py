@@ -66,9 +66,9 @@ def open_session(config: Path | None, create: bool = False, **overrides: Any) ->
 
 
 def load_model(session: Session, texts: int | None = None) -> None:
-    """Load the session's model now, for ``texts`` texts if known (``Session.load_encoder``). A spinner appears if that takes over half a second (PyTorch,
-    or a model's first ONNX export); the usual ONNX load (~0.1 s) prints nothing, and the process
-    does not even import the spinner."""
+    """Load the session's model now, for ``texts`` texts if known (``Session.load_encoder``). A
+    spinner appears if that takes over half a second (PyTorch, or a model's first ONNX export); the
+    usual ONNX load (~0.1 s) prints nothing and does not even import the spinner."""
     loaded = threading.Event()
 
     def spin() -> None:

@@ -12,8 +12,8 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,8 @@ def export(path: Path, spec: ModelSpec, folder: Path) -> dict[str, Any]:
                 shutil.rmtree(stale, ignore_errors=True)
         except OSError:  # another process removed it first
             continue
-    draft = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    draft = folder.parent / f".{folder.name}-{uuid.uuid4().hex}"  # mkdir: the umask's mode, as the cache's other folders
+    draft.mkdir()
     try:
         _torch_export(torch_encoder.model[0].auto_model, draft / "plain.onnx")
         _optimise(draft / "plain.onnx", draft / "model.onnx")
@@ -70,9 +71,6 @@ def export(path: Path, spec: ModelSpec, folder: Path) -> dict[str, Any]:
         if check["worst"] > TOLERANCE:
             raise ModelError(f"the ONNX export of {path} differs from PyTorch by {check['worst']:.1e} (cosine); using PyTorch")
         (draft / "check.json").write_text(json.dumps(check))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(draft, 0o777 & ~umask)  # mkdtemp's folder is its owner's only; a cache may be shared
         _move_into_place(draft, folder)
     finally:
         shutil.rmtree(draft, ignore_errors=True)
